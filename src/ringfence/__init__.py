@@ -1,0 +1,3 @@
+"""Ringfence: inventory visibility and allocation."""
+
+__version__ = "0.1.0"

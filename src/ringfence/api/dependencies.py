@@ -1,0 +1,84 @@
+"""FastAPI dependencies: the unit-of-work factory and the authenticated principal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Path, Request
+from pydantic import BaseModel, ValidationError
+
+from ringfence.api.errors import invalid_from_validation
+from ringfence.api.jsonio import read_json
+from ringfence.domain.access import Principal
+from ringfence.domain.errors import Forbidden, Unauthenticated
+from ringfence.services.ports import UnitOfWorkFactory
+from ringfence.services.tokens import authenticate
+
+__all__ = [
+    "ApiState",
+    "EnvironmentId",
+    "PrincipalDep",
+    "UnitOfWorkDep",
+    "parse_body",
+    "read_body",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ApiState:
+    """What the API needs from the composition root (kept on ``app.state.api``)."""
+
+    uow: UnitOfWorkFactory
+    max_body_bytes: int
+
+
+def _state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+def get_uow(request: Request) -> UnitOfWorkFactory:
+    return _state(request).uow
+
+
+EnvironmentId = Annotated[
+    str, Path(alias="environmentId", description="The environment (tenant) id", max_length=64)
+]
+
+UnitOfWorkDep = Annotated[UnitOfWorkFactory, Depends(get_uow)]
+
+
+async def get_principal(request: Request, uow: UnitOfWorkDep) -> Principal:
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthenticated("missing-token", "send the header 'Authorization: Bearer <token>'")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated(
+            "invalid-token", "the Authorization header must read 'Bearer <token>'"
+        )
+    principal = await authenticate(uow, token.strip())
+    environment_id = request.path_params.get("environmentId")
+    if environment_id is not None and environment_id != principal.environment_id:
+        # The same answer whether that environment exists or not.
+        raise Forbidden("forbidden", "this token does not grant access to that environment")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def read_body(request: Request) -> Any:
+    """The JSON body, exact and size-limited."""
+    return await read_json(request, _state(request).max_body_bytes)
+
+
+def parse_body(model: type[M], data: Any) -> M:
+    """Validate JSON data against a request model (422 listing every field on failure)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise invalid_from_validation(error.errors()) from None

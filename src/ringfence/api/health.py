@@ -1,0 +1,100 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, FastAPI, Request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ringfence.api.jsonio import JsonResponse
+
+__all__ = ["Metrics", "router"]
+
+router = APIRouter(tags=["operations"])
+
+Readiness = Callable[[], Awaitable[str | None]]
+"""Checks the service can serve: None when ready, else the reason it is not."""
+
+
+class Metrics:
+    """The process's Prometheus metrics, and the ASGI middleware that records requests."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ringfence_http_requests",
+            "HTTP requests answered, by route template and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "ringfence_http_request_duration_seconds",
+            "Time to answer HTTP requests, by route template",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        async def record(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            status = 500
+
+            async def send_status(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, send_status)
+            finally:
+                route = getattr(scope.get("route"), "path", "unmatched")
+                method = scope["method"]
+                self.requests.labels(method, route, str(status)).inc()
+                self.latency.labels(method, route).observe(time.perf_counter() - started)
+
+        return record
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> Response:
+    return JsonResponse({"status": "ok"})
+
+
+@router.get("/readyz", summary="Readiness: the database answers and its schema is current")
+async def readyz(request: Request) -> Response:
+    readiness: Readiness = request.app.state.readiness
+    problem = await readiness()
+    if problem is not None:
+        return JsonResponse(
+            {"status": "unavailable", "detail": problem},
+            status_code=503,
+            headers={"Retry-After": "2"},
+        )
+    return JsonResponse({"status": "ready"})
+
+
+@router.get("/metrics", summary="Prometheus metrics of this process")
+async def metrics(request: Request) -> Response:
+    registry: CollectorRegistry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def install_metrics(app: FastAPI) -> Metrics:
+    collected = Metrics()
+    app.state.metrics = collected
+    return collected

@@ -1,0 +1,97 @@
+"""JSON in and out without binary floating point.
+
+Request bodies are parsed with every number read as :class:`~decimal.Decimal` (``NaN`` and
+``Infinity`` refused); answers are written by orjson with each ``Decimal`` emitted as the exact
+decimal number it is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ringfence.domain.errors import FieldIssue, Invalid, PayloadTooLarge
+from ringfence.domain.quantity import format_quantity
+
+__all__ = ["MAX_DEPTH", "JsonResponse", "dumps", "loads", "read_json"]
+
+MAX_DEPTH = 32
+"""Deepest nesting of arrays and objects accepted in a request body."""
+
+
+def _default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(format_quantity(value).encode())
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def dumps(value: object) -> bytes:
+    return orjson.dumps(value, default=_default)
+
+
+class JsonResponse(JSONResponse):
+    """A JSON answer; ``Decimal`` quantities are written exactly, as JSON numbers."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
+
+
+def _constant(name: str) -> object:
+    raise ValueError(f"{name} is not a number")
+
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _depth(text: bytes) -> int:
+    """The deepest nesting of arrays and objects (strings removed first, at C speed)."""
+    brackets = _STRING.sub(b"", text).translate(None, _NOT_BRACKETS)
+    depth = deepest = 0
+    for byte in brackets:
+        if byte in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def loads(body: bytes) -> Any:
+    """Parse a request body; :class:`Invalid` (``malformed-json``) if it is not plain JSON."""
+    try:
+        if _depth(body) > MAX_DEPTH:
+            message = f"the body nests arrays and objects deeper than {MAX_DEPTH} levels"
+            raise Invalid("malformed-json", message, (FieldIssue(("body",), message),))
+        return json.loads(body, parse_float=Decimal, parse_constant=_constant)
+    except (ValueError, RecursionError) as error:
+        message = f"the body is not valid JSON: {error}"
+        raise Invalid("malformed-json", message, (FieldIssue(("body",), message),)) from None
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The request's JSON body, refusing bodies over ``max_bytes`` before reading them whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise _too_large(max_bytes)
+    if not body:
+        message = "a JSON body is required"
+        raise Invalid("missing-body", message, (FieldIssue(("body",), message),))
+    return loads(bytes(body))
+
+
+def _too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        "payload-too-large", f"the request body is larger than {max_bytes} bytes"
+    )

@@ -1,0 +1,89 @@
+"""Shaping operation results into HTTP answers, single and bulk."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.responses import Response
+
+from ringfence.api.errors import invalid_from_validation, problem_body, problem_response
+from ringfence.api.jsonio import JsonResponse
+from ringfence.domain.errors import FieldIssue, Invalid
+from ringfence.domain.operations import Bucket, ItemResult
+
+__all__ = ["MAX_BULK_ITEMS", "bulk_response", "parse_bulk", "reindex", "single_response"]
+
+MAX_BULK_ITEMS = 512
+REPLAYED = "Idempotent-Replayed"
+
+M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
+
+
+def single_response(result: ItemResult, instance: str) -> Response:
+    if result.error is not None:
+        return problem_response(result.error, operation_id=result.id, instance=instance)
+    headers = {REPLAYED: "true"} if result.replayed else {}
+    return JsonResponse(result.body, headers=headers)
+
+
+def _item(result: ItemResult) -> dict[str, object]:
+    if result.error is not None:
+        body = problem_body(result.error, operation_id=result.id)
+        body = {key: value for key, value in body.items() if key not in ("type", "title")}
+    else:
+        body = dict(result.body)
+        if result.replayed:
+            body["replayed"] = True
+    return {"index": result.index, **body}
+
+
+def bulk_response(results: Sequence[ItemResult]) -> Response:
+    """200 when every item succeeded, 207 (Multi-Status) when any did not."""
+    buckets: dict[str, list[dict[str, object]]] = {bucket.value: [] for bucket in Bucket}
+    for result in sorted(results, key=lambda r: r.index):
+        buckets[result.bucket.value].append(_item(result))
+    ok = all(r.bucket in (Bucket.SUCCESS, Bucket.PARTIAL_SUCCESS) for r in results)
+    return JsonResponse(buckets, status_code=200 if ok else 207)
+
+
+def parse_bulk(
+    data: Any, model: type[M], convert: Callable[[M], R]
+) -> tuple[list[R], list[int], list[ItemResult]]:
+    """Validate a bulk body item by item.
+
+    Returns the converted valid items, their positions in the body, and a refusal for each
+    invalid item. The body as a whole must be a list of 1 to ``MAX_BULK_ITEMS`` items, or
+    nothing is applied.
+    """
+    if not isinstance(data, list) or not data:
+        message = "a bulk body is a JSON array of 1 or more items"
+        raise Invalid("invalid-request", message, (FieldIssue(("body",), message),))
+    if len(data) > MAX_BULK_ITEMS:
+        message = f"a bulk call takes at most {MAX_BULK_ITEMS} items; this one has {len(data)}"
+        raise Invalid("bulk-limit-exceeded", message, (FieldIssue(("body",), message),))
+    valid: list[R] = []
+    positions: list[int] = []
+    refused: list[ItemResult] = []
+    for index, raw in enumerate(data):
+        operation_id = raw.get("id") if isinstance(raw, dict) else None
+        try:
+            valid.append(convert(model.model_validate(raw)))
+            positions.append(index)
+        except ValidationError as error:
+            refused.append(
+                ItemResult.refused(
+                    index,
+                    operation_id if isinstance(operation_id, str) else None,
+                    invalid_from_validation(error.errors()),
+                )
+            )
+    return valid, positions, refused
+
+
+def reindex(results: Sequence[ItemResult], positions: Sequence[int]) -> list[ItemResult]:
+    """Map results of the valid items back to their positions in the body."""
+    return [replace(result, index=positions[result.index]) for result in results]

@@ -1,0 +1,196 @@
+"""Request and response schemas of the HTTP API, in Inventory Visibility's camelCase.
+
+Request models check the JSON *shape* (types, required fields); the rules of meaning
+(dimensions, measures, quantity precision and range, identifier limits) are the domain's, so
+they hold the same for every entry point. Quantities are documented as JSON numbers; numeric
+strings are accepted too.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+from ringfence.domain.quantity import MAX_QUANTITY, SCALE
+
+__all__ = [
+    "BulkResult",
+    "ConfigurationDocument",
+    "ConfigurationSummary",
+    "ExactQuery",
+    "IndexQuery",
+    "JournalEntryPublic",
+    "JournalPagePublic",
+    "OnHandChange",
+    "OnHandRowPublic",
+    "OperationResult",
+    "Problem",
+    "SetOnHandItem",
+]
+
+QuantityIn = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "maximum": float(MAX_QUANTITY), "minimum": -float(MAX_QUANTITY)},
+                {"type": "string", "pattern": r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"},
+            ],
+            "description": f"An exact decimal with at most {SCALE} fractional digits.",
+        }
+    ),
+]
+QuantityOut = Annotated[Decimal, WithJsonSchema({"type": "number"})]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class OnHandChange(_Model):
+    """One on-hand change event: ``quantities`` are signed deltas."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "pos-2026-11-25-0001",
+                    "organizationId": "usmf",
+                    "productId": "T-shirt",
+                    "dimensions": {"siteId": "1", "locationId": "11", "colorId": "red"},
+                    "quantities": {"pos": {"inbound": 1}},
+                }
+            ]
+        }
+    )
+
+    id: str
+    organization_id: str
+    product_id: str
+    dimension_data_source: str | None = None
+    dimensions: dict[str, str]
+    quantities: dict[str, dict[str, QuantityIn]]
+
+
+class SetOnHandItem(OnHandChange):
+    """One stock count: ``quantities`` overwrite the measures; the latest count wins."""
+
+    modified_date_time_utc: datetime | None = Field(default=None, alias="modifiedDateTimeUTC")
+
+
+class IndexQuery(_Model):
+    """``filters`` name ``organizationId``, ``productId`` and dimensions, each a list of values."""
+
+    dimension_data_source: str | None = None
+    filters: dict[str, list[str]]
+    group_by_values: list[str] = Field(default_factory=list)
+    return_negative: bool = False
+
+
+class ExactQueryFilters(_Model):
+    organization_id: list[str]
+    product_id: list[str] = Field(default_factory=list)
+    dimensions: list[str]
+    values: list[list[str]]
+
+
+class ExactQuery(_Model):
+    dimension_data_source: str | None = None
+    filters: ExactQueryFilters
+    group_by_values: list[str] = Field(default_factory=list)
+    return_negative: bool = False
+
+
+class OperationResult(_Model):
+    """The answer to one operation (extra fields depend on the operation)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None
+    processing_status: str
+    message: str
+    status_code: int
+
+
+class BulkItemResult(OperationResult):
+    index: int
+    code: str | None = None
+
+
+class BulkResult(_Model):
+    """Per-item results of a bulk call, in Inventory Visibility's buckets."""
+
+    success: list[BulkItemResult]
+    partial_success: list[BulkItemResult]
+    failure: list[BulkItemResult]
+    conflict: list[BulkItemResult]
+    not_found: list[BulkItemResult]
+
+
+class OnHandRowPublic(_Model):
+    organization_id: str
+    product_id: str
+    dimensions: dict[str, str]
+    quantities: dict[str, dict[str, QuantityOut]]
+
+
+class ConfigurationDocument(_Model):
+    """An environment's configuration; see the configuration reference for every field."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: int | None = None
+    data_sources: dict[str, Any]
+    calculated_measures: dict[str, str] = Field(default_factory=dict)
+    partition_dimensions: list[str]
+    dimension_hierarchy: list[str]
+    index_sets: list[list[str]] = Field(default_factory=list)
+    allocation_groups: list[str] = Field(default_factory=list)
+    reservation_mappings: dict[str, str] = Field(default_factory=dict)
+    features: dict[str, bool] = Field(default_factory=dict)
+
+
+class ConfigurationSummary(_Model):
+    version: int
+    created_at: datetime
+    created_by: str
+
+
+class JournalEntryPublic(_Model):
+    sequence: int
+    recorded_at: datetime
+    actor: str
+    kind: str
+    id: str
+    organization_id: str
+    product_id: str
+    request: dict[str, Any]
+    effects: list[dict[str, Any]]
+    result: dict[str, Any]
+
+
+class JournalPagePublic(_Model):
+    entries: list[JournalEntryPublic]
+    next: str | None = None
+
+
+class Problem(_Model):
+    """An error (RFC 9457 problem details) with Inventory Visibility's fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
+    id: str | None = None
+    processing_status: str
+    message: str
+    status_code: int

@@ -1,0 +1,68 @@
+"""The ASGI application: ``create_app(settings)``. Nothing runs at import time.
+
+``uvicorn --factory ringfence.app:create_app`` serves it; ``ringfence serve`` does the same with
+the process count and settings of its options.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ringfence import __version__
+from ringfence.api import configuration, health, journal, onhand
+from ringfence.api.dependencies import ApiState
+from ringfence.api.errors import install_error_handlers
+from ringfence.api.health import Metrics
+from ringfence.api.openapi import install_openapi
+from ringfence.bootstrap import Container, build
+from ringfence.settings import Settings
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("ringfence")
+
+DESCRIPTION = """
+Inventory visibility and allocation. Post on-hand changes from ERPs and stores, query what is
+available at any dimension level, and (soon) ring-fence stock for channels and customer groups.
+Paths and bodies follow Dynamics 365 Inventory Visibility's public API. Send
+`Authorization: Bearer <token>` (create one with `ringfence token create`).
+"""
+
+
+def create_app(settings: Settings | None = None, *, container: Container | None = None) -> FastAPI:
+    """The application; it opens its database when it starts and closes it when it stops.
+
+    Pass ``container`` to serve an already built one (it is then not closed on shutdown).
+    """
+    owned = container is None
+    services = container or build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owned:
+                await services.close()
+
+    app = FastAPI(
+        title="Ringfence",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.api = ApiState(uow=services.uow, max_body_bytes=services.settings.max_body_bytes)
+    app.state.readiness = services.readiness
+    metrics: Metrics = health.install_metrics(app)
+    install_error_handlers(app)
+    for router in (onhand.router, configuration.router, journal.router, health.router):
+        app.include_router(router)
+    install_openapi(app)
+    app.add_middleware(metrics.middleware)
+    return app

@@ -1,0 +1,203 @@
+"""Use cases of environments and their configuration."""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ringfence.domain.access import Principal, Role
+from ringfence.domain.configuration import (
+    DEFAULT_DOCUMENT,
+    Configuration,
+    MeasureRef,
+    parse_configuration,
+)
+from ringfence.domain.errors import Conflict, FieldIssue, Invalid, NotFound
+from ringfence.services.ports import StoredConfiguration, UnitOfWork, UnitOfWorkFactory
+
+__all__ = [
+    "ConfigurationVersion",
+    "apply_configuration",
+    "check_environment_id",
+    "configuration_history",
+    "ensure_environment",
+    "get_configuration",
+    "load_configuration",
+    "validate_configuration",
+]
+
+_ENVIRONMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_CACHE_SIZE = 256
+_parsed: OrderedDict[tuple[str, int], Configuration] = OrderedDict()
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigurationVersion:
+    """A configuration as stored: its document, version and provenance."""
+
+    environment_id: str
+    version: int
+    configuration: Configuration
+    created_at: datetime
+    created_by: str
+
+    @property
+    def document(self) -> dict[str, object]:
+        return self.configuration.to_document()
+
+
+def check_environment_id(environment_id: str) -> str:
+    if not _ENVIRONMENT_ID.fullmatch(environment_id):
+        message = "an environment id is 1-64 letters, digits, '.', '_' or '-'"
+        raise Invalid("invalid-environment-id", message, (FieldIssue(("environmentId",), message),))
+    return environment_id
+
+
+def _version(stored: StoredConfiguration) -> ConfigurationVersion:
+    key = (stored.environment_id, stored.version)
+    configuration = _parsed.get(key)
+    if configuration is None:
+        configuration = parse_configuration(stored.document)
+        _parsed[key] = configuration
+        if len(_parsed) > _CACHE_SIZE:
+            _parsed.popitem(last=False)
+    else:
+        _parsed.move_to_end(key)
+    return ConfigurationVersion(
+        stored.environment_id, stored.version, configuration, stored.created_at, stored.created_by
+    )
+
+
+async def load_configuration(work: UnitOfWork, environment_id: str) -> ConfigurationVersion:
+    """The environment's current configuration (parsed once per version and process)."""
+    stored = await work.configurations.current(environment_id)
+    if stored is None:
+        raise NotFound("environment-not-found", f"environment {environment_id!r} does not exist")
+    return _version(stored)
+
+
+async def ensure_environment(
+    uow: UnitOfWorkFactory, environment_id: str, *, actor: str = "system"
+) -> bool:
+    """Create the environment with the default configuration unless it exists; True if created."""
+    check_environment_id(environment_id)
+    async with uow() as work:
+        if await work.environments.exists(environment_id):
+            return False
+        now = datetime.now(UTC)
+        await work.environments.create(environment_id, now)
+        await work.configurations.add(
+            StoredConfiguration(environment_id, 1, dict(DEFAULT_DOCUMENT), now, actor)
+        )
+        await work.commit()
+        return True
+
+
+async def get_configuration(
+    uow: UnitOfWorkFactory, principal: Principal, environment_id: str, version: int | None = None
+) -> ConfigurationVersion:
+    principal.require(Role.READER, environment_id)
+    async with uow(read_only=True) as work:
+        if version is None:
+            return await load_configuration(work, environment_id)
+        stored = await work.configurations.version(environment_id, version)
+        if stored is None:
+            raise NotFound(
+                "configuration-version-not-found",
+                f"environment {environment_id!r} has no configuration version {version}",
+            )
+        return _version(stored)
+
+
+async def configuration_history(
+    uow: UnitOfWorkFactory, principal: Principal, environment_id: str
+) -> list[ConfigurationVersion]:
+    principal.require(Role.READER, environment_id)
+    async with uow(read_only=True) as work:
+        return [_version(stored) for stored in await work.configurations.history(environment_id)]
+
+
+def validate_configuration(document: object) -> Configuration:
+    """Validate a document on its own (no environment needed): :class:`Invalid` if it is wrong."""
+    return parse_configuration(document)
+
+
+def _blockers(
+    current: Configuration, proposed: Configuration, in_use: set[MeasureRef], has_rows: bool
+) -> list[FieldIssue]:
+    """What in the stored data a change of configuration would corrupt or hide."""
+    blockers: list[FieldIssue] = []
+    kept = set(proposed.physical_measures)
+    for ref in sorted(in_use - kept):
+        blockers.append(
+            FieldIssue(
+                ("dataSources", ref.data_source, "measures"),
+                f"{ref} still holds quantities; bring them to zero before removing it",
+            )
+        )
+    if has_rows and proposed.partition_dimensions != current.partition_dimensions:
+        blockers.append(
+            FieldIssue(
+                ("partitionDimensions",),
+                "on-hand data exists; the partition dimensions can no longer change",
+            )
+        )
+    return blockers
+
+
+async def apply_configuration(
+    uow: UnitOfWorkFactory,
+    principal: Principal,
+    environment_id: str,
+    document: Mapping[str, object],
+    *,
+    expected_version: int | None = None,
+) -> ConfigurationVersion:
+    """Validate and activate a new configuration version, atomically.
+
+    Refused with ``configuration-version-conflict`` if ``expected_version`` is given and is not
+    the current one, and with ``configuration-change-blocked`` (listing every blocker) if the
+    change would corrupt stored data.
+    """
+    principal.require(Role.ADMIN, environment_id)
+    proposed = parse_configuration(document)
+    async with uow() as work:
+        current_version = await work.configurations.lock_current_version(environment_id)
+        if current_version is None:
+            raise NotFound(
+                "environment-not-found", f"environment {environment_id!r} does not exist"
+            )
+        if expected_version is not None and expected_version != current_version:
+            raise Conflict(
+                "configuration-version-conflict",
+                f"the configuration is at version {current_version}, not {expected_version}; "
+                "reload it and apply your change again",
+                extra={"currentVersion": current_version},
+            )
+        current = await load_configuration(work, environment_id)
+        blockers = _blockers(
+            current.configuration,
+            proposed,
+            await work.onhand.measures_in_use(environment_id),
+            await work.onhand.has_rows(environment_id),
+        )
+        if blockers:
+            raise Conflict(
+                "configuration-change-blocked",
+                "the change would corrupt stored data: "
+                + "; ".join(f"{issue.path}: {issue.message}" for issue in blockers),
+                blockers,
+            )
+        stored = StoredConfiguration(
+            environment_id,
+            current_version + 1,
+            proposed.to_document(),
+            datetime.now(UTC),
+            principal.actor,
+        )
+        await work.configurations.add(stored)
+        await work.commit()
+    return _version(stored)

@@ -1,0 +1,201 @@
+"""How every mutation runs: validated, serialized per partition, idempotent, journaled, atomic.
+
+:func:`run_mutations` takes a batch of requests of one kind (one for a single call, up to 512 for
+a bulk call, or, later, whatever a per-partition coalescer gathered) and, in one unit of work:
+
+1. validates each against the current configuration (a bad one fails alone);
+2. locks the partitions of the valid ones, in sorted order;
+3. looks their ids up in the journal: a known id with the same fingerprint is *replayed*, with
+   another fingerprint refused as ``idempotency-key-reuse``;
+4. applies the rest in arrival order to the loaded state, each all or nothing;
+5. writes the changed state and the journal entries, and commits.
+
+Each request gets exactly the outcome it would have had alone, in the order given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import ClassVar, Protocol, TypeVar
+
+from ringfence.domain.access import Principal
+from ringfence.domain.configuration import Configuration
+from ringfence.domain.errors import Conflict, RingfenceError, Unavailable
+from ringfence.domain.measures import MeasureChange, MeasureKey, MeasureTable
+from ringfence.domain.operations import (
+    Bucket,
+    ItemResult,
+    JournalEntry,
+    OperationKind,
+    PartitionKey,
+)
+from ringfence.services.configuration import load_configuration
+from ringfence.services.ports import DuplicateOperation, UnitOfWorkFactory
+
+__all__ = ["Applied", "Operation", "run_mutations", "success_body"]
+
+_ATTEMPTS = 3
+
+
+class Operation(Protocol):
+    """A validated mutation."""
+
+    kind: ClassVar[OperationKind]
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def partition(self) -> PartitionKey: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def to_record(self) -> dict[str, object]: ...
+
+    def keys(self) -> tuple[MeasureKey, ...]: ...
+
+
+Request = TypeVar("Request")
+Op = TypeVar("Op", bound=Operation)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What applying one operation did: its effects and the fields its answer adds."""
+
+    effects: tuple[MeasureChange, ...]
+    answer: Mapping[str, object]
+    status: Bucket = Bucket.SUCCESS
+    message: str = ""
+
+
+def success_body(
+    operation_id: str, status: Bucket, message: str, answer: Mapping[str, object]
+) -> dict[str, object]:
+    return {
+        "id": operation_id,
+        "processingStatus": status.value,
+        "message": message,
+        "statusCode": 200,
+        **answer,
+    }
+
+
+def _request_id(request: object) -> str | None:
+    value = getattr(request, "id", None)
+    return value if isinstance(value, str) else None
+
+
+async def run_mutations(
+    uow: UnitOfWorkFactory,
+    principal: Principal,
+    environment_id: str,
+    kind: OperationKind,
+    requests: Sequence[Request],
+    validate: Callable[[Configuration, Request], Op],
+    apply: Callable[[Op, MeasureTable], Applied],
+    *,
+    authorize: Callable[[Op], None] | None = None,
+) -> list[ItemResult]:
+    """Run a batch of mutations of one kind; one result per request, in request order."""
+    for _ in range(_ATTEMPTS):
+        try:
+            return await _attempt(
+                uow, principal, environment_id, kind, requests, validate, apply, authorize
+            )
+        except DuplicateOperation:
+            # A concurrent call journaled one of these ids first: decide again, now seeing it.
+            continue
+    raise Unavailable(
+        "contention", "too many concurrent calls reused the same operation ids; retry"
+    )
+
+
+async def _attempt(
+    uow: UnitOfWorkFactory,
+    principal: Principal,
+    environment_id: str,
+    kind: OperationKind,
+    requests: Sequence[Request],
+    validate: Callable[[Configuration, Request], Op],
+    apply: Callable[[Op, MeasureTable], Applied],
+    authorize: Callable[[Op], None] | None,
+) -> list[ItemResult]:
+    async with uow() as work:
+        configuration = (await load_configuration(work, environment_id)).configuration
+        prepared: list[Op | ItemResult] = []
+        for index, request in enumerate(requests):
+            try:
+                operation = validate(configuration, request)
+                principal.require_organization(operation.partition.organization_id)
+                if authorize is not None:
+                    authorize(operation)
+                prepared.append(operation)
+            except RingfenceError as error:
+                prepared.append(ItemResult.refused(index, _request_id(request), error))
+        operations = [item for item in prepared if not isinstance(item, ItemResult)]
+        if not operations:
+            return [item for item in prepared if isinstance(item, ItemResult)]
+
+        await work.partitions.lock(
+            environment_id, sorted({operation.partition for operation in operations})
+        )
+        known = await work.journal.find(environment_id, kind, {op.id for op in operations})
+        table = MeasureTable(
+            await work.onhand.load(environment_id, {key for op in operations for key in op.keys()})
+        )
+        now = datetime.now(UTC)
+        results: list[ItemResult] = []
+        entries: list[JournalEntry] = []
+        for index, item in enumerate(prepared):
+            if isinstance(item, ItemResult):
+                results.append(item)
+                continue
+            operation = item
+            previous = known.get(operation.id)
+            if previous is not None:
+                results.append(_replay(index, operation, previous))
+                continue
+            try:
+                applied = apply(operation, table)
+            except RingfenceError as error:
+                results.append(ItemResult.refused(index, operation.id, error))
+                continue
+            body = success_body(operation.id, applied.status, applied.message, applied.answer)
+            entry = JournalEntry(
+                kind=kind,
+                operation_id=operation.id,
+                partition=operation.partition,
+                fingerprint=operation.fingerprint,
+                request=operation.to_record(),
+                effects=tuple(effect.to_record() for effect in applied.effects),
+                result=body,
+                actor=principal.actor,
+                recorded_at=now,
+            )
+            known[operation.id] = entry
+            entries.append(entry)
+            results.append(ItemResult(index, operation.id, applied.status, body))
+        if entries:
+            await work.onhand.save(environment_id, table.dirty())
+            await work.journal.append(environment_id, entries)
+            await work.commit()
+        return results
+
+
+def _replay(index: int, operation: Operation, previous: JournalEntry) -> ItemResult:
+    if previous.fingerprint != operation.fingerprint:
+        return ItemResult.refused(
+            index,
+            operation.id,
+            Conflict(
+                "idempotency-key-reuse",
+                f"id {operation.id!r} was already used for a different {operation.kind.value} "
+                "request; use a new id for a new operation",
+            ),
+        )
+    status = Bucket(str(previous.result.get("processingStatus", Bucket.SUCCESS.value)))
+    return ItemResult(index, operation.id, status, previous.result, replayed=True)

@@ -1,0 +1,142 @@
+"""Use cases of on-hand inventory: change events, stock counts and queries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from ringfence.domain.access import Principal, Role
+from ringfence.domain.configuration import Configuration
+from ringfence.domain.measures import MeasureTable
+from ringfence.domain.onhand import (
+    OnHandChange,
+    OnHandChangeRequest,
+    SetOnHand,
+    SetOnHandRequest,
+    validate_onhand_change,
+    validate_set_onhand,
+)
+from ringfence.domain.operations import ItemResult, OperationKind
+from ringfence.domain.query import (
+    ExactQueryRequest,
+    IndexQueryRequest,
+    OnHandRow,
+    OnHandSelection,
+    build_exact_selection,
+    build_index_selection,
+    onhand_rows,
+)
+from ringfence.services.configuration import load_configuration
+from ringfence.services.mutations import Applied, run_mutations
+from ringfence.services.ports import UnitOfWorkFactory
+
+__all__ = [
+    "post_onhand_changes",
+    "query_onhand_exact",
+    "query_onhand_index",
+    "set_onhand",
+]
+
+
+def _apply_change(change: OnHandChange, table: MeasureTable) -> Applied:
+    return Applied(change.apply(table), {})
+
+
+def _apply_set(count: SetOnHand, table: MeasureTable) -> Applied:
+    effects, superseded = count.apply(table)
+    if not superseded:
+        return Applied(effects, {})
+    names = ", ".join(str(ref) for ref in superseded)
+    return Applied(
+        effects,
+        {"superseded": [str(ref) for ref in superseded]},
+        message=f"{names} left unchanged: a count with a later modifiedDateTimeUTC was applied",
+    )
+
+
+async def post_onhand_changes(
+    uow: UnitOfWorkFactory,
+    principal: Principal,
+    environment_id: str,
+    requests: Sequence[OnHandChangeRequest],
+) -> list[ItemResult]:
+    """Add on-hand change events (deltas); one result per event, in order."""
+    principal.require(Role.WRITER, environment_id)
+    return await run_mutations(
+        uow,
+        principal,
+        environment_id,
+        OperationKind.ONHAND_CHANGE,
+        requests,
+        validate_onhand_change,
+        _apply_change,
+    )
+
+
+async def set_onhand(
+    uow: UnitOfWorkFactory,
+    principal: Principal,
+    environment_id: str,
+    data_source: str,
+    requests: Sequence[SetOnHandRequest],
+) -> list[ItemResult]:
+    """Overwrite measures of ``data_source`` with counted quantities (last count wins)."""
+    principal.require(Role.WRITER, environment_id)
+    received_at = datetime.now(UTC)
+
+    def validate(configuration: Configuration, request: SetOnHandRequest) -> SetOnHand:
+        return validate_set_onhand(configuration, data_source, request, received_at)
+
+    return await run_mutations(
+        uow,
+        principal,
+        environment_id,
+        OperationKind.SET_ONHAND,
+        requests,
+        validate,
+        _apply_set,
+    )
+
+
+async def _query(
+    uow: UnitOfWorkFactory,
+    principal: Principal,
+    environment_id: str,
+    build: Callable[[Configuration], OnHandSelection],
+    return_negative: bool,
+) -> list[OnHandRow]:
+    principal.require(Role.READER, environment_id)
+    async with uow(read_only=True) as work:
+        configuration = (await load_configuration(work, environment_id)).configuration
+        selection = build(configuration)
+        if principal.organizations is not None:
+            for organization in selection.organization_ids:
+                principal.require_organization(organization)
+        aggregates = await work.onhand.aggregate(environment_id, selection)
+    return onhand_rows(configuration, selection, aggregates, return_negative=return_negative)
+
+
+async def query_onhand_index(
+    uow: UnitOfWorkFactory, principal: Principal, environment_id: str, query: IndexQueryRequest
+) -> list[OnHandRow]:
+    """Sum measures over the rows matching the filters, grouped as asked."""
+    return await _query(
+        uow,
+        principal,
+        environment_id,
+        lambda configuration: build_index_selection(configuration, query),
+        query.return_negative,
+    )
+
+
+async def query_onhand_exact(
+    uow: UnitOfWorkFactory, principal: Principal, environment_id: str, query: ExactQueryRequest
+) -> list[OnHandRow]:
+    """Like the index query, but rows must match one of the given tuples of dimension values."""
+    return await _query(
+        uow,
+        principal,
+        environment_id,
+        lambda configuration: build_exact_selection(configuration, query),
+        query.return_negative,
+    )

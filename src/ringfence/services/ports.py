@@ -1,0 +1,199 @@
+"""What the services need from storage: a unit of work and its repositories.
+
+``ringfence.storage`` implements these for SQLite and PostgreSQL (``SqlUnitOfWork``) and in memory
+(``MemoryUnitOfWork``, for fast unit tests). A unit of work is one database transaction; nothing
+it wrote is visible to others, or kept, until :meth:`UnitOfWork.commit`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from ringfence.domain.access import Role
+from ringfence.domain.configuration import MeasureRef
+from ringfence.domain.measures import MeasureKey, MeasureState
+from ringfence.domain.operations import JournalEntry, OperationKind, PartitionKey
+from ringfence.domain.query import AggregateRow, OnHandSelection
+
+__all__ = [
+    "ConfigurationRepository",
+    "DuplicateOperation",
+    "EnvironmentRepository",
+    "JournalFilter",
+    "JournalRepository",
+    "OnHandRepository",
+    "PartitionRepository",
+    "StoredConfiguration",
+    "TokenRecord",
+    "TokenRepository",
+    "UnitOfWork",
+    "UnitOfWorkFactory",
+]
+
+
+class DuplicateOperation(Exception):
+    """A concurrent transaction journaled an operation with the same id first.
+
+    Raised by :meth:`JournalRepository.append`; the service retries its whole unit of work, which
+    then finds that operation and replays it or refuses the id's reuse.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class StoredConfiguration:
+    environment_id: str
+    version: int
+    document: Mapping[str, object]
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    token_id: str
+    environment_id: str
+    name: str
+    role: Role
+    secret_hash: str
+    created_at: datetime
+    organizations: tuple[str, ...] | None = None
+    group_scope: tuple[tuple[str, str], ...] = ()
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalFilter:
+    organization_id: str | None = None
+    organizations: tuple[str, ...] | None = None
+    """Only these organizations (a token's scope); None: all."""
+    product_id: str | None = None
+    kind: OperationKind | None = None
+    operation_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after: int | None = None
+    """Sequence cursor: entries after it (before it when ``descending``)."""
+    descending: bool = False
+    limit: int = 100
+
+
+class EnvironmentRepository(Protocol):
+    async def exists(self, environment_id: str) -> bool: ...
+
+    async def create(self, environment_id: str, created_at: datetime) -> None: ...
+
+    async def delete(self, environment_id: str) -> None:
+        """Remove the environment and everything in it."""
+        ...
+
+    async def list_ids(self) -> list[str]: ...
+
+
+class ConfigurationRepository(Protocol):
+    async def current(self, environment_id: str) -> StoredConfiguration | None: ...
+
+    async def version(self, environment_id: str, version: int) -> StoredConfiguration | None: ...
+
+    async def history(self, environment_id: str) -> list[StoredConfiguration]:
+        """Every version, newest first."""
+        ...
+
+    async def lock_current_version(self, environment_id: str) -> int | None:
+        """Lock the environment against concurrent configuration changes; its current version."""
+        ...
+
+    async def add(self, configuration: StoredConfiguration) -> None:
+        """Store a new version and make it the current one."""
+        ...
+
+
+class TokenRepository(Protocol):
+    async def add(self, record: TokenRecord) -> None: ...
+
+    async def get(self, token_id: str) -> TokenRecord | None: ...
+
+    async def get_by_name(self, environment_id: str, name: str) -> TokenRecord | None: ...
+
+    async def list_for(self, environment_id: str) -> list[TokenRecord]: ...
+
+    async def revoke(self, token_id: str, revoked_at: datetime) -> None: ...
+
+
+class PartitionRepository(Protocol):
+    async def lock(self, environment_id: str, partitions: Sequence[PartitionKey]) -> None:
+        """Serialize with every other unit of work touching these partitions until commit.
+
+        ``partitions`` must be sorted, so that units of work locking several never deadlock.
+        """
+        ...
+
+
+class OnHandRepository(Protocol):
+    async def load(
+        self, environment_id: str, keys: Iterable[MeasureKey]
+    ) -> dict[MeasureKey, MeasureState]:
+        """The stored state of these counters (absent ones are omitted)."""
+        ...
+
+    async def save(
+        self, environment_id: str, states: Iterable[tuple[MeasureKey, MeasureState]]
+    ) -> None: ...
+
+    async def aggregate(
+        self, environment_id: str, selection: OnHandSelection
+    ) -> list[AggregateRow]: ...
+
+    async def measures_in_use(self, environment_id: str) -> set[MeasureRef]:
+        """Physical measures holding a non-zero quantity anywhere in the environment."""
+        ...
+
+    async def has_rows(self, environment_id: str) -> bool: ...
+
+
+class JournalRepository(Protocol):
+    async def find(
+        self, environment_id: str, kind: OperationKind, operation_ids: Iterable[str]
+    ) -> dict[str, JournalEntry]: ...
+
+    async def append(self, environment_id: str, entries: Sequence[JournalEntry]) -> None:
+        """Append entries; :class:`DuplicateOperation` if one's (kind, id) is already there."""
+        ...
+
+    async def list_entries(
+        self, environment_id: str, journal_filter: JournalFilter
+    ) -> list[JournalEntry]: ...
+
+
+class UnitOfWork(Protocol):
+    @property
+    def environments(self) -> EnvironmentRepository: ...
+
+    @property
+    def configurations(self) -> ConfigurationRepository: ...
+
+    @property
+    def tokens(self) -> TokenRepository: ...
+
+    @property
+    def partitions(self) -> PartitionRepository: ...
+
+    @property
+    def onhand(self) -> OnHandRepository: ...
+
+    @property
+    def journal(self) -> JournalRepository: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    """Opens a unit of work: ``async with uow() as work: ...; await work.commit()``.
+
+    ``read_only`` units never write; they may run concurrently with writers.
+    """
+
+    def __call__(self, *, read_only: bool = False) -> AbstractAsyncContextManager[UnitOfWork]: ...

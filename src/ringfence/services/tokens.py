@@ -1,0 +1,134 @@
+"""Use cases of access tokens: create, list, revoke, authenticate.
+
+A token reads ``rf_<id>_<secret>``. Only a SHA-256 digest of the whole token is stored; it is
+looked up by its public id and compared in constant time. The token text is shown once, when
+created, and never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from ringfence.domain.access import Principal, Role, parse_group_scope
+from ringfence.domain.dimensions import check_identifier
+from ringfence.domain.errors import Conflict, NotFound, Unauthenticated
+from ringfence.services.configuration import ensure_environment
+from ringfence.services.ports import TokenRecord, UnitOfWorkFactory
+
+__all__ = [
+    "IssuedToken",
+    "authenticate",
+    "create_token",
+    "list_tokens",
+    "revoke_token",
+]
+
+_PREFIX = "rf_"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    record: TokenRecord
+    token: str
+    """The secret text: give it to its holder; it cannot be shown again."""
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create_token(
+    uow: UnitOfWorkFactory,
+    environment_id: str,
+    role: Role,
+    *,
+    name: str | None = None,
+    organizations: Sequence[str] = (),
+    groups: Sequence[str] = (),
+    create_environment: bool = True,
+) -> IssuedToken:
+    """Issue a token for one environment (created with the default configuration if missing)."""
+    if create_environment:
+        await ensure_environment(uow, environment_id, actor="token create")
+    token_id = secrets.token_hex(8)
+    token = f"{_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+    record = TokenRecord(
+        token_id=token_id,
+        environment_id=environment_id,
+        name=check_identifier(name or f"{role.value}-{token_id[:6]}", ("name",), "token name"),
+        role=role,
+        secret_hash=_digest(token),
+        created_at=datetime.now(UTC),
+        organizations=tuple(
+            check_identifier(org, ("organizations", i), "organization id")
+            for i, org in enumerate(organizations)
+        )
+        or None,
+        group_scope=parse_group_scope(groups),
+    )
+    async with uow() as work:
+        if not await work.environments.exists(environment_id):
+            raise NotFound(
+                "environment-not-found", f"environment {environment_id!r} does not exist"
+            )
+        existing = await work.tokens.get_by_name(environment_id, record.name)
+        if existing is not None:
+            raise Conflict(
+                "token-name-taken",
+                f"environment {environment_id!r} already has a token named {record.name!r}",
+            )
+        await work.tokens.add(record)
+        await work.commit()
+    return IssuedToken(record, token)
+
+
+async def list_tokens(uow: UnitOfWorkFactory, environment_id: str) -> list[TokenRecord]:
+    async with uow(read_only=True) as work:
+        return await work.tokens.list_for(environment_id)
+
+
+async def revoke_token(uow: UnitOfWorkFactory, environment_id: str, name: str) -> TokenRecord:
+    """Revoke by name; takes effect on the holder's next request."""
+    async with uow() as work:
+        record = await work.tokens.get_by_name(environment_id, name)
+        if record is None:
+            raise NotFound(
+                "token-not-found", f"environment {environment_id!r} has no token named {name!r}"
+            )
+        if record.revoked_at is not None:
+            return record
+        now = datetime.now(UTC)
+        await work.tokens.revoke(record.token_id, now)
+        await work.commit()
+    return replace(record, revoked_at=now)
+
+
+_INVALID = "the bearer token is not valid (unknown, malformed or revoked)"
+
+
+async def authenticate(uow: UnitOfWorkFactory, token: str) -> Principal:
+    """The principal a bearer token stands for, or :class:`Unauthenticated`."""
+    if not token.startswith(_PREFIX) or token.count("_") < 2 or len(token) > 200:
+        raise Unauthenticated("invalid-token", _INVALID)
+    token_id = token[len(_PREFIX) :].split("_", 1)[0]
+    async with uow(read_only=True) as work:
+        record = await work.tokens.get(token_id)
+    # Compare even when the id is unknown, so timing does not tell ids apart.
+    expected = record.secret_hash if record is not None else _digest("")
+    if not hmac.compare_digest(expected, _digest(token)) or record is None:
+        raise Unauthenticated("invalid-token", _INVALID)
+    if record.revoked_at is not None:
+        raise Unauthenticated("invalid-token", _INVALID)
+    return Principal(
+        environment_id=record.environment_id,
+        role=record.role,
+        name=record.name,
+        token_id=record.token_id,
+        organizations=frozenset(record.organizations) if record.organizations else None,
+        group_scope=record.group_scope,
+    )

@@ -1,0 +1,125 @@
+"""Database engines per dialect: the embedded SQLite file (default) and PostgreSQL.
+
+SQLite: WAL journal, ``synchronous=FULL`` (an acknowledged commit survives a crash of the
+process or the machine), and writers start with ``BEGIN IMMEDIATE`` through a single pooled
+connection per process, so writers queue instead of failing on a busy database; several
+processes wait for each other through ``busy_timeout``.
+PostgreSQL: psycopg 3, a small pool, READ COMMITTED; partitions serialize on their row lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import URL, event, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+__all__ = ["Database", "async_url", "open_database", "sync_url"]
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def async_url(text: str | URL) -> URL:
+    """The URL with an asyncio driver: ``sqlite`` -> aiosqlite, ``postgresql`` -> psycopg."""
+    url = make_url(text)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+psycopg")
+    raise ValueError(
+        f"unsupported database {url.drivername!r}: use sqlite:///FILE or postgresql+psycopg://..."
+    )
+
+
+def sync_url(text: str | URL) -> URL:
+    """The URL with a blocking driver (for migrations): pysqlite or psycopg."""
+    url = async_url(text)
+    return url.set(drivername="sqlite") if url.get_backend_name() == "sqlite" else url
+
+
+@dataclass(frozen=True)
+class Database:
+    """The engines of one database: ``reader`` for read-only units, ``writer`` for the rest."""
+
+    url: URL
+    reader: AsyncEngine
+    writer: AsyncEngine
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    async def dispose(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()
+
+    async def schema_revision(self) -> str | None:
+        """The Alembic revision of the schema (None without one); fails if unreachable."""
+        async with self.reader.connect() as connection:
+            try:
+                result = await connection.exec_driver_sql("SELECT version_num FROM alembic_version")
+            except DBAPIError:
+                return None
+            return result.scalar()
+
+
+def _sqlite_engine(url: URL, *, write: bool, pool_size: int) -> AsyncEngine:
+    engine = create_async_engine(
+        url,
+        json_serializer=_json_dumps,
+        pool_size=1 if write else pool_size,
+        max_overflow=0,
+        pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+    )
+    begin = "BEGIN IMMEDIATE" if write else "BEGIN"
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _configure(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy's "begin" event, not the driver, open transactions.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=FULL",
+            "PRAGMA foreign_keys=ON",
+            f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql(begin)
+
+    return engine
+
+
+def open_database(url_text: str | URL, *, pool_size: int = 8) -> Database:
+    """Engines for the database at ``url_text`` (nothing connects until first use)."""
+    url = async_url(url_text)
+    if url.get_backend_name() == "sqlite":
+        return Database(
+            url,
+            reader=_sqlite_engine(url, write=False, pool_size=pool_size),
+            writer=_sqlite_engine(url, write=True, pool_size=pool_size),
+        )
+    engine = create_async_engine(
+        url,
+        json_serializer=_json_dumps,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=1800,
+    )
+    return Database(url, reader=engine, writer=engine)

@@ -1,0 +1,275 @@
+"""An in-memory unit of work: the same ports as SQL, for fast unit tests of services.
+
+Writers are serialized by one lock (a stricter order than per partition) and work on a copy of
+the state that replaces it on commit, so an uncommitted or failed unit changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from ringfence.domain.configuration import MeasureRef
+from ringfence.domain.measures import MeasureKey, MeasureState
+from ringfence.domain.operations import JournalEntry, OperationKind, PartitionKey
+from ringfence.domain.query import AggregateRow, OnHandSelection
+from ringfence.services.ports import (
+    DuplicateOperation,
+    JournalFilter,
+    StoredConfiguration,
+    TokenRecord,
+    UnitOfWork,
+)
+
+__all__ = ["MemoryState", "MemoryUnitOfWork", "MemoryUnitOfWorkFactory"]
+
+
+@dataclass
+class MemoryState:
+    environments: dict[str, int] = field(default_factory=dict)
+    """environment id -> current configuration version."""
+    configurations: dict[tuple[str, int], StoredConfiguration] = field(default_factory=dict)
+    tokens: dict[str, TokenRecord] = field(default_factory=dict)
+    partitions: dict[tuple[str, PartitionKey], int] = field(default_factory=dict)
+    measures: dict[tuple[str, MeasureKey], MeasureState] = field(default_factory=dict)
+    journal: list[tuple[str, JournalEntry]] = field(default_factory=list)
+    sequence: int = 0
+
+
+class _Environments:
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    async def exists(self, environment_id: str) -> bool:
+        return environment_id in self._state.environments
+
+    async def create(self, environment_id: str, created_at: datetime) -> None:
+        self._state.environments[environment_id] = 0
+
+    async def delete(self, environment_id: str) -> None:
+        state = self._state
+        state.environments.pop(environment_id, None)
+        state.configurations = {
+            k: v for k, v in state.configurations.items() if k[0] != environment_id
+        }
+        state.tokens = {k: v for k, v in state.tokens.items() if v.environment_id != environment_id}
+        state.partitions = {k: v for k, v in state.partitions.items() if k[0] != environment_id}
+        state.measures = {k: v for k, v in state.measures.items() if k[0] != environment_id}
+        state.journal = [item for item in state.journal if item[0] != environment_id]
+
+    async def list_ids(self) -> list[str]:
+        return sorted(self._state.environments)
+
+
+class _Configurations:
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    async def current(self, environment_id: str) -> StoredConfiguration | None:
+        version = self._state.environments.get(environment_id)
+        if version is None:
+            return None
+        return self._state.configurations.get((environment_id, version))
+
+    async def version(self, environment_id: str, version: int) -> StoredConfiguration | None:
+        return self._state.configurations.get((environment_id, version))
+
+    async def history(self, environment_id: str) -> list[StoredConfiguration]:
+        found = [c for (env, _), c in self._state.configurations.items() if env == environment_id]
+        return sorted(found, key=lambda c: c.version, reverse=True)
+
+    async def lock_current_version(self, environment_id: str) -> int | None:
+        return self._state.environments.get(environment_id)
+
+    async def add(self, configuration: StoredConfiguration) -> None:
+        stored = replace(configuration, document=copy.deepcopy(dict(configuration.document)))
+        self._state.configurations[(configuration.environment_id, configuration.version)] = stored
+        self._state.environments[configuration.environment_id] = configuration.version
+
+
+class _Tokens:
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    async def add(self, record: TokenRecord) -> None:
+        self._state.tokens[record.token_id] = record
+
+    async def get(self, token_id: str) -> TokenRecord | None:
+        return self._state.tokens.get(token_id)
+
+    async def get_by_name(self, environment_id: str, name: str) -> TokenRecord | None:
+        for record in self._state.tokens.values():
+            if record.environment_id == environment_id and record.name == name:
+                return record
+        return None
+
+    async def list_for(self, environment_id: str) -> list[TokenRecord]:
+        found = [r for r in self._state.tokens.values() if r.environment_id == environment_id]
+        return sorted(found, key=lambda r: (r.created_at, r.name))
+
+    async def revoke(self, token_id: str, revoked_at: datetime) -> None:
+        self._state.tokens[token_id] = replace(self._state.tokens[token_id], revoked_at=revoked_at)
+
+
+class _Partitions:
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    async def lock(self, environment_id: str, partitions: Sequence[PartitionKey]) -> None:
+        for key in partitions:
+            self._state.partitions[(environment_id, key)] = (
+                self._state.partitions.get((environment_id, key), 0) + 1
+            )
+
+
+class _OnHand:
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    async def load(
+        self, environment_id: str, keys: Iterable[MeasureKey]
+    ) -> dict[MeasureKey, MeasureState]:
+        measures = self._state.measures
+        return {
+            key: measures[(environment_id, key)]
+            for key in keys
+            if (environment_id, key) in measures
+        }
+
+    async def save(
+        self, environment_id: str, states: Iterable[tuple[MeasureKey, MeasureState]]
+    ) -> None:
+        for key, value in states:
+            self._state.measures[(environment_id, key)] = value
+
+    async def aggregate(
+        self, environment_id: str, selection: OnHandSelection
+    ) -> list[AggregateRow]:
+        sums: dict[tuple[str, str, tuple[str | None, ...], MeasureRef], AggregateRow] = {}
+        for (env, key), state in self._state.measures.items():
+            dimensions = key.dimensions
+            if (
+                env != environment_id
+                or key.partition.organization_id not in selection.organization_ids
+                or (selection.product_ids and key.partition.product_id not in selection.product_ids)
+                or any(
+                    dimensions.get(name) not in values
+                    for name, values in selection.dimension_filters.items()
+                )
+                or (
+                    selection.exact_dimensions
+                    and tuple(dimensions.get(name) for name in selection.exact_dimensions)
+                    not in selection.exact_values
+                )
+            ):
+                continue
+            group = tuple(dimensions.get(name) for name in selection.group_by)
+            index = (key.partition.organization_id, key.partition.product_id, group, key.measure)
+            previous = sums.get(index)
+            total = state.value + (previous.value if previous else 0)
+            sums[index] = AggregateRow(*index, value=total)
+        return list(sums.values())
+
+    async def measures_in_use(self, environment_id: str) -> set[MeasureRef]:
+        return {
+            key.measure
+            for (env, key), state in self._state.measures.items()
+            if env == environment_id and state.value != 0
+        }
+
+    async def has_rows(self, environment_id: str) -> bool:
+        return any(env == environment_id for env, _ in self._state.measures)
+
+
+class _Journal:
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    async def find(
+        self, environment_id: str, kind: OperationKind, operation_ids: Iterable[str]
+    ) -> dict[str, JournalEntry]:
+        wanted = set(operation_ids)
+        return {
+            entry.operation_id: entry
+            for env, entry in self._state.journal
+            if env == environment_id and entry.kind == kind and entry.operation_id in wanted
+        }
+
+    async def append(self, environment_id: str, entries: Sequence[JournalEntry]) -> None:
+        existing = {
+            (entry.kind, entry.operation_id)
+            for env, entry in self._state.journal
+            if env == environment_id
+        }
+        for entry in entries:
+            if (entry.kind, entry.operation_id) in existing:
+                raise DuplicateOperation(entry.operation_id)
+            existing.add((entry.kind, entry.operation_id))
+            self._state.sequence += 1
+            self._state.journal.append(
+                (environment_id, replace(entry, sequence=self._state.sequence))
+            )
+
+    async def list_entries(
+        self, environment_id: str, journal_filter: JournalFilter
+    ) -> list[JournalEntry]:
+        f = journal_filter
+
+        def wanted(entry: JournalEntry) -> bool:
+            sequence = entry.sequence or 0
+            return (
+                (f.organization_id is None or entry.partition.organization_id == f.organization_id)
+                and (f.organizations is None or entry.partition.organization_id in f.organizations)
+                and (f.product_id is None or entry.partition.product_id == f.product_id)
+                and (f.kind is None or entry.kind == f.kind)
+                and (f.operation_id is None or entry.operation_id == f.operation_id)
+                and (f.since is None or entry.recorded_at >= f.since)
+                and (f.until is None or entry.recorded_at < f.until)
+                and (
+                    f.after is None or (sequence < f.after if f.descending else sequence > f.after)
+                )
+            )
+
+        found = [
+            entry for env, entry in self._state.journal if env == environment_id and wanted(entry)
+        ]
+        if f.descending:
+            found.reverse()
+        return list(itertools.islice(found, f.limit))
+
+
+class MemoryUnitOfWork:
+    def __init__(self, state: MemoryState) -> None:
+        self.state = state
+        self.committed = False
+        self.environments = _Environments(state)
+        self.configurations = _Configurations(state)
+        self.tokens = _Tokens(state)
+        self.partitions = _Partitions(state)
+        self.onhand = _OnHand(state)
+        self.journal = _Journal(state)
+
+    async def commit(self) -> None:
+        self.committed = True
+
+
+class MemoryUnitOfWorkFactory:
+    def __init__(self) -> None:
+        self.state = MemoryState()
+        self._write_lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def __call__(self, *, read_only: bool = False) -> AsyncIterator[UnitOfWork]:
+        if read_only:
+            yield MemoryUnitOfWork(self.state)
+            return
+        async with self._write_lock:
+            work = MemoryUnitOfWork(copy.deepcopy(self.state))
+            yield work
+            if work.committed:
+                self.state = work.state

@@ -1,0 +1,475 @@
+"""SQL repositories: every query Ringfence runs, each behind a named method.
+
+All of them work on one :class:`~sqlalchemy.ext.asyncio.AsyncConnection` inside the transaction
+of a unit of work, and speak both SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Table, and_, delete, func, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ringfence.domain.access import Role
+from ringfence.domain.configuration import MeasureRef
+from ringfence.domain.measures import MeasureKey, MeasureState
+from ringfence.domain.operations import JournalEntry, OperationKind, PartitionKey, to_json_value
+from ringfence.domain.quantity import from_units, to_units
+from ringfence.domain.query import AggregateRow, OnHandSelection
+from ringfence.services.ports import (
+    DuplicateOperation,
+    JournalFilter,
+    StoredConfiguration,
+    TokenRecord,
+)
+from ringfence.storage.tables import (
+    configurations,
+    environments,
+    journal,
+    onhand_measures,
+    partitions,
+    tokens,
+)
+
+__all__ = [
+    "SqlConfigurationRepository",
+    "SqlEnvironmentRepository",
+    "SqlJournalRepository",
+    "SqlOnHandRepository",
+    "SqlPartitionRepository",
+    "SqlTokenRepository",
+]
+
+_CHUNK = 500
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _insert(connection: AsyncConnection, table: Table) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+class _Repository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+
+class SqlEnvironmentRepository(_Repository):
+    async def exists(self, environment_id: str) -> bool:
+        row = await self._connection.scalar(
+            select(environments.c.environment_id).where(
+                environments.c.environment_id == environment_id
+            )
+        )
+        return row is not None
+
+    async def create(self, environment_id: str, created_at: datetime) -> None:
+        await self._connection.execute(
+            environments.insert().values(
+                environment_id=environment_id, configuration_version=0, created_at=created_at
+            )
+        )
+
+    async def delete(self, environment_id: str) -> None:
+        for table in (onhand_measures, partitions, journal, tokens, configurations, environments):
+            await self._connection.execute(
+                delete(table).where(table.c.environment_id == environment_id)
+            )
+
+    async def list_ids(self) -> list[str]:
+        result = await self._connection.scalars(
+            select(environments.c.environment_id).order_by(environments.c.environment_id)
+        )
+        return list(result)
+
+
+def _stored_configuration(row: Any) -> StoredConfiguration:
+    return StoredConfiguration(
+        environment_id=row.environment_id,
+        version=row.version,
+        document=row.document,
+        created_at=row.created_at,
+        created_by=row.created_by,
+    )
+
+
+class SqlConfigurationRepository(_Repository):
+    async def current(self, environment_id: str) -> StoredConfiguration | None:
+        row = (
+            await self._connection.execute(
+                select(configurations)
+                .join(
+                    environments,
+                    and_(
+                        environments.c.environment_id == configurations.c.environment_id,
+                        environments.c.configuration_version == configurations.c.version,
+                    ),
+                )
+                .where(environments.c.environment_id == environment_id)
+            )
+        ).first()
+        return _stored_configuration(row) if row is not None else None
+
+    async def version(self, environment_id: str, version: int) -> StoredConfiguration | None:
+        row = (
+            await self._connection.execute(
+                select(configurations).where(
+                    configurations.c.environment_id == environment_id,
+                    configurations.c.version == version,
+                )
+            )
+        ).first()
+        return _stored_configuration(row) if row is not None else None
+
+    async def history(self, environment_id: str) -> list[StoredConfiguration]:
+        rows = await self._connection.execute(
+            select(configurations)
+            .where(configurations.c.environment_id == environment_id)
+            .order_by(configurations.c.version.desc())
+        )
+        return [_stored_configuration(row) for row in rows]
+
+    async def lock_current_version(self, environment_id: str) -> int | None:
+        query = select(environments.c.configuration_version).where(
+            environments.c.environment_id == environment_id
+        )
+        if self._connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        version = await self._connection.scalar(query)
+        return int(version) if version is not None else None
+
+    async def add(self, configuration: StoredConfiguration) -> None:
+        await self._connection.execute(
+            configurations.insert().values(
+                environment_id=configuration.environment_id,
+                version=configuration.version,
+                document=dict(configuration.document),
+                created_at=configuration.created_at,
+                created_by=configuration.created_by,
+            )
+        )
+        await self._connection.execute(
+            update(environments)
+            .where(environments.c.environment_id == configuration.environment_id)
+            .values(configuration_version=configuration.version)
+        )
+
+
+def _token(row: Any) -> TokenRecord:
+    return TokenRecord(
+        token_id=row.token_id,
+        environment_id=row.environment_id,
+        name=row.name,
+        role=Role(row.role),
+        secret_hash=row.secret_hash,
+        created_at=row.created_at,
+        organizations=tuple(row.organizations) if row.organizations is not None else None,
+        group_scope=tuple((str(name), str(value)) for name, value in row.group_scope),
+        revoked_at=row.revoked_at,
+    )
+
+
+class SqlTokenRepository(_Repository):
+    async def add(self, record: TokenRecord) -> None:
+        await self._connection.execute(
+            tokens.insert().values(
+                token_id=record.token_id,
+                environment_id=record.environment_id,
+                name=record.name,
+                role=record.role.value,
+                secret_hash=record.secret_hash,
+                organizations=list(record.organizations) if record.organizations else None,
+                group_scope=[list(item) for item in record.group_scope],
+                created_at=record.created_at,
+                revoked_at=record.revoked_at,
+            )
+        )
+
+    async def get(self, token_id: str) -> TokenRecord | None:
+        row = (
+            await self._connection.execute(select(tokens).where(tokens.c.token_id == token_id))
+        ).first()
+        return _token(row) if row is not None else None
+
+    async def get_by_name(self, environment_id: str, name: str) -> TokenRecord | None:
+        row = (
+            await self._connection.execute(
+                select(tokens).where(
+                    tokens.c.environment_id == environment_id, tokens.c.name == name
+                )
+            )
+        ).first()
+        return _token(row) if row is not None else None
+
+    async def list_for(self, environment_id: str) -> list[TokenRecord]:
+        rows = await self._connection.execute(
+            select(tokens)
+            .where(tokens.c.environment_id == environment_id)
+            .order_by(tokens.c.created_at, tokens.c.name)
+        )
+        return [_token(row) for row in rows]
+
+    async def revoke(self, token_id: str, revoked_at: datetime) -> None:
+        await self._connection.execute(
+            update(tokens).where(tokens.c.token_id == token_id).values(revoked_at=revoked_at)
+        )
+
+
+class SqlPartitionRepository(_Repository):
+    async def lock(self, environment_id: str, partitions_: Sequence[PartitionKey]) -> None:
+        for chunk in _chunks(partitions_):
+            statement = _insert(self._connection, partitions).values(
+                [
+                    {
+                        "environment_id": environment_id,
+                        "organization_id": key.organization_id,
+                        "product_id": key.product_id,
+                        "version": 1,
+                    }
+                    for key in chunk
+                ]
+            )
+            # The update takes the row lock, held until commit: the partition's serialization.
+            statement = statement.on_conflict_do_update(
+                index_elements=[
+                    partitions.c.environment_id,
+                    partitions.c.organization_id,
+                    partitions.c.product_id,
+                ],
+                set_={"version": partitions.c.version + 1},
+            )
+            await self._connection.execute(statement)
+
+
+_MEASURE_COLUMNS = (
+    onhand_measures.c.organization_id,
+    onhand_measures.c.product_id,
+    onhand_measures.c.dimensions_key,
+    onhand_measures.c.data_source,
+    onhand_measures.c.measure,
+)
+_MEASURE_KEY = tuple_(*_MEASURE_COLUMNS)
+
+
+class SqlOnHandRepository(_Repository):
+    async def load(
+        self, environment_id: str, keys: Iterable[MeasureKey]
+    ) -> dict[MeasureKey, MeasureState]:
+        wanted = {
+            (
+                key.partition.organization_id,
+                key.partition.product_id,
+                key.dimensions.key,
+                key.measure.data_source,
+                key.measure.measure,
+            ): key
+            for key in keys
+        }
+        found: dict[MeasureKey, MeasureState] = {}
+        for chunk in _chunks(list(wanted)):
+            rows = await self._connection.execute(
+                select(
+                    *_MEASURE_COLUMNS,
+                    onhand_measures.c.quantity,
+                    onhand_measures.c.set_at,
+                ).where(
+                    onhand_measures.c.environment_id == environment_id,
+                    _MEASURE_KEY.in_(chunk),
+                )
+            )
+            for row in rows:
+                key = wanted[(row[0], row[1], row[2], row[3], row[4])]
+                found[key] = MeasureState(from_units(int(row.quantity)), row.set_at)
+        return found
+
+    async def save(
+        self, environment_id: str, states: Iterable[tuple[MeasureKey, MeasureState]]
+    ) -> None:
+        rows = [
+            {
+                "environment_id": environment_id,
+                "organization_id": key.partition.organization_id,
+                "product_id": key.partition.product_id,
+                "dimensions_key": key.dimensions.key,
+                "data_source": key.measure.data_source,
+                "measure": key.measure.measure,
+                "dimensions": key.dimensions.as_dict(),
+                "quantity": to_units(state.value),
+                "set_at": state.set_at,
+            }
+            for key, state in states
+        ]
+        if not rows:
+            return
+        statement = _insert(self._connection, onhand_measures)
+        statement = statement.on_conflict_do_update(
+            index_elements=[column.name for column in onhand_measures.primary_key.columns],
+            set_={
+                "quantity": statement.excluded.quantity,
+                "set_at": statement.excluded.set_at,
+            },
+        )
+        for chunk in _chunks(rows):
+            await self._connection.execute(statement, list(chunk))
+
+    async def aggregate(
+        self, environment_id: str, selection: OnHandSelection
+    ) -> list[AggregateRow]:
+        dimensions = onhand_measures.c.dimensions
+        groups = [
+            dimensions[name].as_string().label(f"g{position}")
+            for position, name in enumerate(selection.group_by)
+        ]
+        conditions: list[ColumnElement[bool]] = [
+            onhand_measures.c.environment_id == environment_id,
+            onhand_measures.c.organization_id.in_(selection.organization_ids),
+        ]
+        if selection.product_ids:
+            conditions.append(onhand_measures.c.product_id.in_(selection.product_ids))
+        for name, values in selection.dimension_filters.items():
+            conditions.append(dimensions[name].as_string().in_(values))
+        if selection.exact_dimensions:
+            conditions.append(
+                tuple_(*(dimensions[name].as_string() for name in selection.exact_dimensions)).in_(
+                    selection.exact_values
+                )
+            )
+        keys = (
+            onhand_measures.c.organization_id,
+            onhand_measures.c.product_id,
+            *groups,
+            onhand_measures.c.data_source,
+            onhand_measures.c.measure,
+        )
+        rows = await self._connection.execute(
+            select(*keys, func.sum(onhand_measures.c.quantity).label("total"))
+            .where(*conditions)
+            .group_by(*keys)
+        )
+        width = len(groups)
+        return [
+            AggregateRow(
+                organization_id=row[0],
+                product_id=row[1],
+                group=tuple(row[2 : 2 + width]),
+                measure=MeasureRef(row.data_source, row.measure),
+                value=from_units(int(row.total)),
+            )
+            for row in rows
+        ]
+
+    async def measures_in_use(self, environment_id: str) -> set[MeasureRef]:
+        rows = await self._connection.execute(
+            select(onhand_measures.c.data_source, onhand_measures.c.measure)
+            .where(
+                onhand_measures.c.environment_id == environment_id,
+                onhand_measures.c.quantity != 0,
+            )
+            .distinct()
+        )
+        return {MeasureRef(row.data_source, row.measure) for row in rows}
+
+    async def has_rows(self, environment_id: str) -> bool:
+        found = await self._connection.scalar(
+            select(onhand_measures.c.product_id)
+            .where(onhand_measures.c.environment_id == environment_id)
+            .limit(1)
+        )
+        return found is not None
+
+
+def _entry(row: Any) -> JournalEntry:
+    return JournalEntry(
+        kind=OperationKind(row.kind),
+        operation_id=row.operation_id,
+        partition=PartitionKey(row.organization_id, row.product_id),
+        fingerprint=row.fingerprint,
+        request=row.request,
+        effects=tuple(row.effects),
+        result=row.result,
+        actor=row.actor,
+        recorded_at=row.recorded_at,
+        sequence=int(row.sequence),
+    )
+
+
+class SqlJournalRepository(_Repository):
+    async def find(
+        self, environment_id: str, kind: OperationKind, operation_ids: Iterable[str]
+    ) -> dict[str, JournalEntry]:
+        found: dict[str, JournalEntry] = {}
+        for chunk in _chunks(sorted(set(operation_ids))):
+            rows = await self._connection.execute(
+                select(journal).where(
+                    journal.c.environment_id == environment_id,
+                    journal.c.kind == kind.value,
+                    journal.c.operation_id.in_(chunk),
+                )
+            )
+            for row in rows:
+                found[row.operation_id] = _entry(row)
+        return found
+
+    async def append(self, environment_id: str, entries: Sequence[JournalEntry]) -> None:
+        rows = [
+            {
+                "environment_id": environment_id,
+                "organization_id": entry.partition.organization_id,
+                "product_id": entry.partition.product_id,
+                "kind": entry.kind.value,
+                "operation_id": entry.operation_id,
+                "fingerprint": entry.fingerprint,
+                "request": to_json_value(entry.request),
+                "effects": to_json_value(entry.effects),
+                "result": to_json_value(entry.result),
+                "actor": entry.actor,
+                "recorded_at": entry.recorded_at,
+            }
+            for entry in entries
+        ]
+        try:
+            for chunk in _chunks(rows):
+                await self._connection.execute(journal.insert(), list(chunk))
+        except IntegrityError as error:
+            raise DuplicateOperation(str(error.orig)) from error
+
+    async def list_entries(
+        self, environment_id: str, journal_filter: JournalFilter
+    ) -> list[JournalEntry]:
+        query = select(journal).where(journal.c.environment_id == environment_id)
+        conditions: Mapping[Any, Any] = {
+            journal.c.organization_id: journal_filter.organization_id,
+            journal.c.product_id: journal_filter.product_id,
+            journal.c.kind: journal_filter.kind.value if journal_filter.kind else None,
+            journal.c.operation_id: journal_filter.operation_id,
+        }
+        for column, value in conditions.items():
+            if value is not None:
+                query = query.where(column == value)
+        if journal_filter.organizations is not None:
+            query = query.where(journal.c.organization_id.in_(journal_filter.organizations))
+        if journal_filter.since is not None:
+            query = query.where(journal.c.recorded_at >= journal_filter.since)
+        if journal_filter.until is not None:
+            query = query.where(journal.c.recorded_at < journal_filter.until)
+        if journal_filter.after is not None:
+            query = query.where(
+                journal.c.sequence < journal_filter.after
+                if journal_filter.descending
+                else journal.c.sequence > journal_filter.after
+            )
+        order = journal.c.sequence.desc() if journal_filter.descending else journal.c.sequence
+        rows = await self._connection.execute(query.order_by(order).limit(journal_filter.limit))
+        return [_entry(row) for row in rows]

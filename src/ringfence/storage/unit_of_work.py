@@ -1,0 +1,72 @@
+"""The SQL unit of work: one connection, one transaction, the repositories bound to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ringfence.domain.errors import Unavailable
+from ringfence.services.ports import UnitOfWork
+from ringfence.storage.engine import Database
+from ringfence.storage.repositories import (
+    SqlConfigurationRepository,
+    SqlEnvironmentRepository,
+    SqlJournalRepository,
+    SqlOnHandRepository,
+    SqlPartitionRepository,
+    SqlTokenRepository,
+)
+
+__all__ = ["SqlUnitOfWork", "SqlUnitOfWorkFactory"]
+
+RETRY_AFTER_SECONDS = 2
+
+
+class SqlUnitOfWork:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+        self.environments = SqlEnvironmentRepository(connection)
+        self.configurations = SqlConfigurationRepository(connection)
+        self.tokens = SqlTokenRepository(connection)
+        self.partitions = SqlPartitionRepository(connection)
+        self.onhand = SqlOnHandRepository(connection)
+        self.journal = SqlJournalRepository(connection)
+
+    async def commit(self) -> None:
+        await self._connection.commit()
+
+
+def _unavailable(error: DBAPIError) -> bool:
+    return error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+
+
+class SqlUnitOfWorkFactory:
+    """Opens :class:`SqlUnitOfWork` on a :class:`Database`; what is not committed rolls back.
+
+    A database that cannot be reached (or is locked beyond the busy timeout) becomes
+    :class:`Unavailable`, which the API answers with 503 and ``Retry-After``.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    @asynccontextmanager
+    async def __call__(self, *, read_only: bool = False) -> AsyncIterator[UnitOfWork]:
+        engine = self.database.reader if read_only else self.database.writer
+        try:
+            async with engine.connect() as connection:
+                await connection.begin()
+                yield SqlUnitOfWork(connection)
+        except (DBAPIError, PoolTimeout) as error:
+            if isinstance(error, DBAPIError) and not _unavailable(error):
+                raise
+            raise Unavailable(
+                "database-unavailable",
+                "the database cannot serve right now; retry shortly with the same id "
+                "(an operation that was applied is never applied twice)",
+                extra={"retryAfter": RETRY_AFTER_SECONDS},
+            ) from error
