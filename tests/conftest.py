@@ -141,9 +141,11 @@ def auth(uow: UnitOfWorkFactory, environment_id: str) -> TokenFactory:
         role: str = "admin", *, environment: str | None = None, **options: object
     ) -> dict[str, str]:
         issued = await create_token(
-            uow, environment or environment_id, Role(role), **options  # type: ignore[arg-type]
+            uow,
+            environment or environment_id,
+            Role(role),
+            **options,  # type: ignore[arg-type]
         )
         return {"Authorization": f"Bearer {issued.token}"}
 
     return headers
-

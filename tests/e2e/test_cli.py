@@ -24,7 +24,9 @@ measures = ["inbound", "outbound", "returned"]
 dimensionMappings = { store = "siteId" }
 
 [dataSources."@iv"]
-measures = ["@allocated", "@cumulative_allocated", "@consumed", "@cumulative_consumed", "@softreserved"]
+measures = [
+    "@allocated", "@cumulative_allocated", "@consumed", "@cumulative_consumed", "@softreserved",
+]
 
 [calculatedMeasures]
 "iv.onhand" = "fno.availphysical + pos.inbound + pos.returned - pos.outbound"
@@ -67,9 +69,7 @@ def test_config_validate_accepts_a_toml_file_and_names_each_problem_of_a_bad_one
         assert field in refused.stderr
 
 
-def test_config_apply_makes_a_new_version_that_config_show_prints(
-    cli: Cli, tmp_path: Path
-) -> None:
+def test_config_apply_makes_a_new_version_that_config_show_prints(cli: Cli, tmp_path: Path) -> None:
     cli.token("retail", "reader")
     file = tmp_path / "ringfence.toml"
     file.write_text(VALID_TOML)

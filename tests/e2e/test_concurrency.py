@@ -57,11 +57,11 @@ def test_concurrent_change_events_with_repeated_ids_are_each_counted_once(cli: C
                         failures.append(response.text)
 
     try:
-        threads = [threading.Thread(target=send, args=(plan,)) for plan in plans]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        workers = [threading.Thread(target=send, args=(plan,)) for plan in plans]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
         with httpx.Client(
             base_url=server.url, headers={"Authorization": f"Bearer {token}"}
         ) as http:
@@ -86,4 +86,3 @@ def test_concurrent_change_events_with_repeated_ids_are_each_counted_once(cli: C
     assert row["quantities"]["pos"]["inbound"] == THREADS * sum(range(1, EVENTS_PER_THREAD + 1))
     ids = [entry["id"] for entry in journal["entries"]]
     assert len(ids) == len(set(ids)) == distinct
-

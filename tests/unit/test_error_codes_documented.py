@@ -36,8 +36,10 @@ def raised_codes() -> set[str]:
             if isinstance(node, ast.Call) and (
                 _name(node.func) in RAISERS or _name(node.func).startswith("_invalid")
             ):
-                arguments = [*node.args, *(keyword.value for keyword in node.keywords
-                                           if keyword.arg == "code")]
+                arguments = [
+                    *node.args,
+                    *(keyword.value for keyword in node.keywords if keyword.arg == "code"),
+                ]
                 codes.update(
                     argument.value
                     for argument in arguments

@@ -1,8 +1,8 @@
 """JSON in and out without binary floating point.
 
-Request bodies are parsed with every number read as :class:`~decimal.Decimal` (``NaN`` and
-``Infinity`` refused); answers are written by orjson with each ``Decimal`` emitted as the exact
-decimal number it is.
+Request bodies are parsed with every fraction read as :class:`~decimal.Decimal` and every
+integer as ``int``, both exact (``NaN`` and ``Infinity`` refused); answers are written by orjson
+with each ``Decimal`` emitted as the exact decimal number it is.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def loads(body: bytes) -> Any:
             message = f"the body nests arrays and objects deeper than {MAX_DEPTH} levels"
             raise Invalid("malformed-json", message, (FieldIssue(("body",), message),))
         return json.loads(body, parse_float=Decimal, parse_constant=_constant)
-    except (ValueError, RecursionError) as error:
+    except (ValueError, RecursionError, ArithmeticError) as error:
         message = f"the body is not valid JSON: {error}"
         raise Invalid("malformed-json", message, (FieldIssue(("body",), message),)) from None
 

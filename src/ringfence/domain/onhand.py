@@ -144,6 +144,10 @@ class SetOnHand:
     dimensions: Dimensions
     values: tuple[tuple[MeasureRef, Decimal], ...]
     modified_at: datetime
+    """When the count was taken: as requested, else when it was received."""
+    requested_at: datetime | None = None
+    """``modifiedDateTimeUTC`` as requested (part of the request's meaning; the receipt time
+    of a retry is not)."""
 
     kind: ClassVar[OperationKind] = OperationKind.SET_ONHAND
 
@@ -154,7 +158,9 @@ class SetOnHand:
             "productId": self.partition.product_id,
             "dimensions": self.dimensions.as_dict(),
             "quantities": _quantities_record(self.values),
-            "modifiedDateTimeUTC": self.modified_at.isoformat(),
+            "modifiedDateTimeUTC": (
+                self.requested_at.isoformat() if self.requested_at is not None else None
+            ),
         }
 
     @property
@@ -216,7 +222,14 @@ def validate_set_onhand(
         request.dimensions, ("dimensions",), data_source=source, require_partition=True
     )
     values = _measures(config, request.quantities, only_data_source=data_source)
-    modified_at = request.modified_at or received_at
-    if modified_at.tzinfo is None:
-        modified_at = modified_at.replace(tzinfo=UTC)
-    return SetOnHand(operation_id, partition, dimensions, values, modified_at.astimezone(UTC))
+    requested = _utc(request.modified_at) if request.modified_at is not None else None
+    return SetOnHand(
+        operation_id, partition, dimensions, values, requested or _utc(received_at), requested
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    """Times without a zone are UTC."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

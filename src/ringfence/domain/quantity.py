@@ -34,6 +34,7 @@ MAX_QUANTITY = Decimal("999999999999.999999")
 ZERO = Decimal(0)
 
 _QUANTUM = Decimal(1).scaleb(-SCALE)
+_MAX_ADJUSTED = MAX_QUANTITY.adjusted()
 _UNITS_PER_ONE = 10**SCALE
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,4})?")
 _MAX_TEXT = 64
@@ -78,9 +79,10 @@ def parse_quantity(
 
     if not number.is_finite():
         raise _refuse(location, "must be a finite number (not NaN or infinity)")
-    if abs(number) > MAX_QUANTITY:
+    # Compare exponents first: arithmetic on a huge exponent would overflow the context.
+    if number.adjusted() > _MAX_ADJUSTED or abs(number) > MAX_QUANTITY:
         raise _refuse(location, f"must be between -{MAX_QUANTITY} and {MAX_QUANTITY}")
-    exact = number.quantize(_QUANTUM)
+    exact = number.quantize(_QUANTUM) if number.adjusted() >= -SCALE - 1 else ZERO
     if exact != number:
         raise _refuse(location, f"has more than {SCALE} fractional digits")
     if positive and exact <= 0:

@@ -31,7 +31,9 @@ __all__ = [
 
 _ENVIRONMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _CACHE_SIZE = 256
-_parsed: OrderedDict[tuple[str, int], Configuration] = OrderedDict()
+_parsed: OrderedDict[tuple[str, int, datetime], Configuration] = OrderedDict()
+"""Parsed configurations by (environment, version, creation time): an environment deleted and
+created again (as the demo does) has versions of the same numbers but other times."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,7 @@ def check_environment_id(environment_id: str) -> str:
 
 
 def _version(stored: StoredConfiguration) -> ConfigurationVersion:
-    key = (stored.environment_id, stored.version)
+    key = (stored.environment_id, stored.version, stored.created_at)
     configuration = _parsed.get(key)
     if configuration is None:
         configuration = parse_configuration(stored.document)

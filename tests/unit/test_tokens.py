@@ -1,0 +1,187 @@
+"""Access tokens on the in-memory unit of work: issue, authenticate, revoke."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ringfence.domain.access import Principal, Role
+from ringfence.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
+from ringfence.services.tokens import authenticate, create_token, list_tokens, revoke_token
+from ringfence.storage.memory import MemoryUnitOfWorkFactory
+
+
+async def test_authenticate_returns_the_principal_the_token_was_issued_for(
+    uow: MemoryUnitOfWorkFactory, environment_id: str
+) -> None:
+    issued = await create_token(
+        uow,
+        environment_id,
+        Role.PLANNER,
+        name="web-planner",
+        organizations=["usmf"],
+        groups=["channel=Web"],
+    )
+
+    principal = await authenticate(uow, issued.token)
+
+    assert principal == Principal(
+        environment_id=environment_id,
+        role=Role.PLANNER,
+        name="web-planner",
+        token_id=issued.record.token_id,
+        organizations=frozenset({"usmf"}),
+        group_scope=(("channel", "Web"),),
+    )
+
+
+async def test_an_unscoped_token_authenticates_for_every_organization(
+    uow: MemoryUnitOfWorkFactory, environment_id: str
+) -> None:
+    issued = await create_token(uow, environment_id, Role.READER)
+
+    principal = await authenticate(uow, issued.token)
+
+    assert principal.organizations is None
+    assert principal.group_scope == ()
+    assert principal.role is Role.READER
+
+
+async def test_create_token_stores_only_a_digest_of_the_token(
+    uow: MemoryUnitOfWorkFactory, environment_id: str
+) -> None:
+    issued = await create_token(uow, environment_id, Role.ADMIN, name="root")
+
+    [stored] = await list_tokens(uow, environment_id)
+    assert issued.token.startswith("rf_")
+    assert stored == issued.record
+    for value in dataclasses.astuple(stored):
+        assert issued.token not in str(value)
+    secret = issued.token.split("_", 2)[2]
+    assert secret not in repr(stored)
+
+
+async def test_create_token_creates_the_environment_if_missing(
+    uow: MemoryUnitOfWorkFactory,
+) -> None:
+    issued = await create_token(uow, "fresh-env", Role.ADMIN)
+
+    assert (await authenticate(uow, issued.token)).environment_id == "fresh-env"
+
+
+async def test_create_token_refuses_an_unknown_environment_when_told_not_to_create_it(
+    uow: MemoryUnitOfWorkFactory,
+) -> None:
+    with pytest.raises(NotFound):
+        await create_token(uow, "nowhere", Role.ADMIN, create_environment=False)
+
+
+async def test_authenticate_refuses_a_wrong_secret(
+    uow: MemoryUnitOfWorkFactory, environment_id: str
+) -> None:
+    issued = await create_token(uow, environment_id, Role.ADMIN)
+    prefix, token_id, secret = issued.token.split("_", 2)
+    forged = f"{prefix}_{token_id}_{'A' if secret[0] != 'A' else 'B'}{secret[1:]}"
+
+    with pytest.raises(Unauthenticated) as caught:
+        await authenticate(uow, forged)
+
+    assert caught.value.code == "invalid-token"
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "hello", "rf_", "rf_abc", "rf__", "Bearer rf_x_y", "xx_abc_def", "rf_" + "a_" * 150],
+)
+async def test_authenticate_refuses_a_malformed_token(
+    uow: MemoryUnitOfWorkFactory, environment_id: str, token: str
+) -> None:
+    await create_token(uow, environment_id, Role.ADMIN)
+
+    with pytest.raises(Unauthenticated):
+        await authenticate(uow, token)
+
+
+async def test_authenticate_refuses_a_token_with_an_unknown_id(
+    uow: MemoryUnitOfWorkFactory, environment_id: str
+) -> None:
+    issued = await create_token(uow, environment_id, Role.ADMIN)
+    _, token_id, secret = issued.token.split("_", 2)
+
+    with pytest.raises(Unauthenticated):
+        await authenticate(uow, f"rf_{'0' * len(token_id)}_{secret}")
+
+
+async def test_authenticate_refuses_a_revoked_token(
+    uow: MemoryUnitOfWorkFactory, environment_id: str
+) -> None:
+    issued = await create_token(uow, environment_id, Role.ADMIN, name="leaked")
+    kept = await create_token(uow, environment_id, Role.ADMIN, name="kept")
+
+    revoked = await revoke_token(uow, environment_id, "leaked")
+
+    assert revoked.revoked_at is not None
+    with pytest.raises(Unauthenticated):
+        await authenticate(uow, issued.token)
+    assert (await authenticate(uow, kept.token)).name == "kept"
+
+
+async def test_revoke_token_twice_keeps_the_first_revocation(
+    uow: MemoryUnitOfWorkFactory, environment_id: str
+) -> None:
+    await create_token(uow, environment_id, Role.ADMIN, name="leaked")
+
+    first = await revoke_token(uow, environment_id, "leaked")
+    second = await revoke_token(uow, environment_id, "leaked")
+
+    assert second.revoked_at == first.revoked_at
+
+
+async def test_revoke_token_of_an_unknown_name_is_not_found(
+    uow: MemoryUnitOfWorkFactory, environment_id: str
+) -> None:
+    with pytest.raises(NotFound) as caught:
+        await revoke_token(uow, environment_id, "ghost")
+
+    assert caught.value.code == "token-not-found"
+
+
+async def test_create_token_refuses_a_name_already_taken_in_the_environment(
+    uow: MemoryUnitOfWorkFactory, environment_id: str
+) -> None:
+    await create_token(uow, environment_id, Role.ADMIN, name="ci")
+
+    with pytest.raises(Conflict) as caught:
+        await create_token(uow, environment_id, Role.READER, name="ci")
+
+    assert caught.value.code == "token-name-taken"
+    assert len(await list_tokens(uow, environment_id)) == 1
+
+
+async def test_the_same_token_name_may_be_used_in_another_environment(
+    uow: MemoryUnitOfWorkFactory, environment_id: str
+) -> None:
+    await create_token(uow, environment_id, Role.ADMIN, name="ci")
+
+    other = await create_token(uow, f"{environment_id}-b", Role.ADMIN, name="ci")
+
+    assert (await authenticate(uow, other.token)).environment_id == f"{environment_id}-b"
+
+
+@pytest.mark.parametrize(
+    ("options", "code"),
+    [
+        ({"name": "ci\ttoken"}, "invalid-identifier"),
+        ({"organizations": ["us\nmf"]}, "invalid-identifier"),
+        ({"groups": ["channel"]}, "invalid-group-scope"),
+        ({"groups": ["=Web"]}, "invalid-group-scope"),
+    ],
+)
+async def test_create_token_refuses_bad_names_and_scopes(
+    uow: MemoryUnitOfWorkFactory, environment_id: str, options: dict[str, object], code: str
+) -> None:
+    with pytest.raises(Invalid) as caught:
+        await create_token(uow, environment_id, Role.ADMIN, **options)  # type: ignore[arg-type]
+
+    assert caught.value.code == code
