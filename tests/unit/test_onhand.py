@@ -152,7 +152,7 @@ def test_validate_onhand_change_refuses_empty_quantities() -> None:
         ({"pos": {"returned": 1}}, "unknown-measure", "quantities.pos.returned"),
         ({"erp": {"inbound": 1}}, "unknown-data-source", "quantities.erp"),
         ({"@iv": {"@allocated": 1}}, "system-data-source", "quantities.@iv.@allocated"),
-        ({"iv": {"onhand": 1}}, "unknown-data-source", "quantities.iv"),
+        ({"iv": {"onhand": 1}}, "calculated-measure", "quantities.iv.onhand"),
         ({"pos": {"inbound": 1.5}}, "invalid-quantity", "quantities.pos.inbound"),
         ({"pos": {"inbound": "0.0000001"}}, "invalid-quantity", "quantities.pos.inbound"),
     ],

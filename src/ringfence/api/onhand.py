@@ -19,6 +19,7 @@ from ringfence.api.results import (
     MAX_BULK_ITEMS,
     bulk_response,
     parse_bulk,
+    parse_single,
     reindex,
     single_response,
 )
@@ -31,6 +32,7 @@ from ringfence.api.schemas import (
     OperationResult,
     SetOnHandItem,
 )
+from ringfence.domain.errors import FieldIssue, Invalid
 from ringfence.domain.onhand import OnHandChangeRequest, SetOnHandRequest
 from ringfence.domain.query import ExactQueryRequest, IndexQueryRequest, OnHandRow
 from ringfence.services.onhand import (
@@ -92,9 +94,9 @@ def _rows(rows: list[OnHandRow]) -> Response:
 async def post_onhand(
     environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
 ) -> Response:
-    change = _change(parse_body(OnHandChange, await read_body(request)))
-    [result] = await post_onhand_changes(uow, principal, environment_id, [change])
-    return single_response(result, request.url.path)
+    changes, refused = parse_single(await read_body(request), OnHandChange, _change)
+    results = await post_onhand_changes(uow, principal, environment_id, changes)
+    return single_response([*results, *refused][0], request.url.path)
 
 
 @router.post(
@@ -156,7 +158,25 @@ async def post_indexquery(
     return _rows(rows)
 
 
-_GET_CONTROLS = {"groupby", "returnnegative", "dimensiondatasource"}
+_GROUP_BY, _RETURN_NEGATIVE, _DIMENSION_DATA_SOURCE = (
+    "groupby",
+    "returnnegative",
+    "dimensiondatasource",
+)
+
+
+def _query_parameter(name: str, description: str, kind: str = "string") -> dict[str, object]:
+    return {"name": name, "in": "query", "description": description, "schema": {"type": kind}}
+
+
+def _flag(name: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no", ""):
+        return False
+    message = f"must be true or false, not {text!r}"
+    raise Invalid("invalid-query", f"{name}: {message}", (FieldIssue((name,), message),))
 
 
 @router.get(
@@ -165,31 +185,44 @@ _GET_CONTROLS = {"groupby", "returnnegative", "dimensiondatasource"}
     description=(
         "Every parameter other than groupBy, returnNegative and dimensionDataSource is a filter "
         "(organizationId, productId or a dimension); repeat it for several values. groupBy is "
-        "comma-separated. Example: "
+        "comma-separated (or repeated). Parameter names are case-insensitive. Example: "
         "?organizationId=usmf&productId=T-shirt&siteId=1&locationId=11&groupBy=colorId,sizeId"
     ),
     response_model=list[OnHandRowPublic],
     responses=ERROR_RESPONSES,
+    openapi_extra={
+        "parameters": [
+            _query_parameter("organizationId", "Organization (required; repeatable)"),
+            _query_parameter("productId", "Product (repeatable; none: every product)"),
+            _query_parameter("groupBy", "Dimensions to group by, comma-separated"),
+            _query_parameter("returnNegative", "true: show negative values (else 0)", "boolean"),
+            _query_parameter("dimensionDataSource", "Data source whose dimension names to accept"),
+        ]
+    },
 )
 async def get_onhand(
-    environment_id: EnvironmentId,
-    request: Request,
-    principal: PrincipalDep,
-    uow: UnitOfWorkDep,
-    groupBy: str | None = None,
-    returnNegative: bool = False,
-    dimensionDataSource: str | None = None,
+    environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
 ) -> Response:
+    # Read by hand: any other parameter is a dimension filter, and names are case-insensitive.
     filters: dict[str, list[str]] = {}
+    group_by: list[str] = []
+    return_negative = False
+    data_source: str | None = None
     for key, value in request.query_params.multi_items():
-        if key.lower() not in _GET_CONTROLS:
+        control = key.lower()
+        if control == _GROUP_BY:
+            group_by += [name.strip() for name in value.split(",") if name.strip()]
+        elif control == _RETURN_NEGATIVE:
+            return_negative = _flag(key, value)
+        elif control == _DIMENSION_DATA_SOURCE:
+            data_source = value or None
+        else:
             filters.setdefault(key, []).append(value)
-    group_by = [name.strip() for name in (groupBy or "").split(",") if name.strip()]
     rows = await query_onhand_index(
         uow,
         principal,
         environment_id,
-        IndexQueryRequest(filters, group_by, returnNegative, dimensionDataSource),
+        IndexQueryRequest(filters, group_by, return_negative, data_source),
     )
     return _rows(rows)
 

@@ -14,7 +14,14 @@ from ringfence.api.jsonio import JsonResponse
 from ringfence.domain.errors import FieldIssue, Invalid
 from ringfence.domain.operations import Bucket, ItemResult
 
-__all__ = ["MAX_BULK_ITEMS", "bulk_response", "parse_bulk", "reindex", "single_response"]
+__all__ = [
+    "MAX_BULK_ITEMS",
+    "bulk_response",
+    "parse_bulk",
+    "parse_single",
+    "reindex",
+    "single_response",
+]
 
 MAX_BULK_ITEMS = 512
 REPLAYED = "Idempotent-Replayed"
@@ -65,6 +72,23 @@ def parse_bulk(
     if len(data) > MAX_BULK_ITEMS:
         message = f"a bulk call takes at most {MAX_BULK_ITEMS} items; this one has {len(data)}"
         raise Invalid("bulk-limit-exceeded", message, (FieldIssue(("body",), message),))
+    return _parse_items(data, model, convert)
+
+
+def parse_single(
+    data: Any, model: type[M], convert: Callable[[M], R]
+) -> tuple[list[R], list[ItemResult]]:
+    """Validate a single operation's body: ``([operation], [])`` or ``([], [its refusal])``.
+
+    A refusal keeps the request's ``id`` when it has one, as IV's answers do.
+    """
+    valid, _, refused = _parse_items([data], model, convert)
+    return valid, refused
+
+
+def _parse_items(
+    data: list[Any], model: type[M], convert: Callable[[M], R]
+) -> tuple[list[R], list[int], list[ItemResult]]:
     valid: list[R] = []
     positions: list[int] = []
     refused: list[ItemResult] = []

@@ -184,6 +184,11 @@ class Configuration:
         Refuses unknown data sources and measures, calculated measures and the system data
         source ``@iv`` (whose measures only allocation and reservation operations move).
         """
+        if isinstance(data_source, str) and isinstance(measure, str):
+            ref = MeasureRef(data_source, measure)
+            if ref in self.calculated_by_ref:
+                message = f"{ref} is a calculated measure; post its physical measures instead"
+                raise _invalid("calculated-measure", location, message)
         if not isinstance(data_source, str) or data_source not in self.data_source_by_name:
             known = ", ".join(sorted(self.data_source_by_name))
             raise _invalid(
@@ -193,10 +198,6 @@ class Configuration:
             )
         source = self.data_source_by_name[data_source]
         if not isinstance(measure, str) or measure not in source.measures:
-            ref = MeasureRef(data_source, measure) if isinstance(measure, str) else None
-            if ref is not None and ref in self.calculated_by_ref:
-                message = f"{ref} is a calculated measure; post its physical measures instead"
-                raise _invalid("calculated-measure", location, message)
             raise _invalid(
                 "unknown-measure",
                 location,
