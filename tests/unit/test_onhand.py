@@ -90,7 +90,7 @@ def test_validate_onhand_change_resolves_partition_dimensions_and_quantities() -
     assert operation.id == "e1"
     assert operation.partition == PARTITION
     assert operation.dimensions.as_dict() == {"siteId": "1", "locationId": "11", "colorId": "red"}
-    assert operation.deltas == ((INBOUND, Decimal("10.5")), (OUTBOUND, Decimal(2)))
+    assert operation.quantities == ((INBOUND, Decimal("10.5")), (OUTBOUND, Decimal(2)))
 
 
 def test_validate_onhand_change_translates_the_dimension_data_source_s_names() -> None:
@@ -171,7 +171,7 @@ def test_validate_set_onhand_accepts_measures_of_the_path_s_data_source() -> Non
 
     operation = validated_count(count("c1", {"fno": {"availphysical": "7.25"}}, modified_at=moment))
 
-    assert operation.values == ((AVAILPHYSICAL, Decimal("7.25")),)
+    assert operation.quantities == ((AVAILPHYSICAL, Decimal("7.25")),)
     assert operation.modified_at == moment
     assert operation.dimensions == SITE
 

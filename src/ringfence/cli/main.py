@@ -139,6 +139,7 @@ def serve(
         f"Ringfence on http://{host}:{port}  (docs: /docs, database: "
         f"{_redacted(settings.database_url)}, workers: {workers})",
         highlight=False,
+        soft_wrap=True,
     )
     uvicorn.run(
         "ringfence.app:create_app",

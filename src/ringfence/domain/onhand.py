@@ -45,15 +45,9 @@ class OnHandChangeRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class SetOnHandRequest:
+class SetOnHandRequest(OnHandChangeRequest):
     """A stock count as received: ``quantities`` overwrite the named measures."""
 
-    id: str
-    organization_id: str
-    product_id: str
-    dimensions: Mapping[str, str]
-    quantities: Mapping[str, Mapping[str, object]]
-    dimension_data_source: str | None = None
     modified_at: datetime | None = None
 
 
@@ -106,13 +100,15 @@ def _partition(organization_id: str, product_id: str) -> PartitionKey:
 
 
 @dataclass(frozen=True, slots=True)
-class OnHandChange:
+class _MeasureOperation:
+    """What change events and counts share: one product, exact dimensions, some measures."""
+
     id: str
     partition: PartitionKey
     dimensions: Dimensions
-    deltas: tuple[tuple[MeasureRef, Decimal], ...]
+    quantities: tuple[tuple[MeasureRef, Decimal], ...]
 
-    kind: ClassVar[OperationKind] = OperationKind.ONHAND_CHANGE
+    kind: ClassVar[OperationKind]
 
     def to_record(self) -> dict[str, object]:
         return {
@@ -120,7 +116,7 @@ class OnHandChange:
             "organizationId": self.partition.organization_id,
             "productId": self.partition.product_id,
             "dimensions": self.dimensions.as_dict(),
-            "quantities": _quantities_record(self.deltas),
+            "quantities": _quantities_record(self.quantities),
         }
 
     @property
@@ -128,21 +124,24 @@ class OnHandChange:
         return fingerprint(self.kind, self.to_record())
 
     def keys(self) -> tuple[MeasureKey, ...]:
-        return tuple(MeasureKey(self.partition, self.dimensions, ref) for ref, _ in self.deltas)
-
-    def apply(self, table: MeasureTable) -> tuple[MeasureChange, ...]:
-        """Add the deltas (raises :class:`Invalid` and changes nothing if out of range)."""
-        return table.apply(
-            (MeasureKey(self.partition, self.dimensions, ref), delta) for ref, delta in self.deltas
-        )
+        return tuple(MeasureKey(self.partition, self.dimensions, ref) for ref, _ in self.quantities)
 
 
 @dataclass(frozen=True, slots=True)
-class SetOnHand:
-    id: str
-    partition: PartitionKey
-    dimensions: Dimensions
-    values: tuple[tuple[MeasureRef, Decimal], ...]
+class OnHandChange(_MeasureOperation):
+    """A validated change event: ``quantities`` are deltas."""
+
+    kind: ClassVar[OperationKind] = OperationKind.ONHAND_CHANGE
+
+    def apply(self, table: MeasureTable) -> tuple[MeasureChange, ...]:
+        """Add the deltas (raises :class:`Invalid` and changes nothing if out of range)."""
+        return table.apply(zip(self.keys(), (delta for _, delta in self.quantities), strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class SetOnHand(_MeasureOperation):
+    """A validated stock count: ``quantities`` are the counted values."""
+
     modified_at: datetime
     """When the count was taken: as requested, else when it was received."""
     requested_at: datetime | None = None
@@ -152,23 +151,8 @@ class SetOnHand:
     kind: ClassVar[OperationKind] = OperationKind.SET_ONHAND
 
     def to_record(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "organizationId": self.partition.organization_id,
-            "productId": self.partition.product_id,
-            "dimensions": self.dimensions.as_dict(),
-            "quantities": _quantities_record(self.values),
-            "modifiedDateTimeUTC": (
-                self.requested_at.isoformat() if self.requested_at is not None else None
-            ),
-        }
-
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.kind, self.to_record())
-
-    def keys(self) -> tuple[MeasureKey, ...]:
-        return tuple(MeasureKey(self.partition, self.dimensions, ref) for ref, _ in self.values)
+        requested = self.requested_at.isoformat() if self.requested_at is not None else None
+        return {**_MeasureOperation.to_record(self), "modifiedDateTimeUTC": requested}
 
     def apply(
         self, table: MeasureTable
@@ -179,8 +163,7 @@ class SetOnHand:
         """
         fresh: list[tuple[MeasureKey, Decimal]] = []
         superseded: list[MeasureRef] = []
-        for ref, value in self.values:
-            key = MeasureKey(self.partition, self.dimensions, ref)
+        for key, (ref, value) in zip(self.keys(), self.quantities, strict=True):
             stored_at = table.state(key).set_at
             if stored_at is not None and stored_at > self.modified_at:
                 superseded.append(ref)
