@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ringfence import __version__
-from ringfence.api import configuration, health, journal, onhand
+from ringfence.api import configuration, health, journal, onhand, reservations
 from ringfence.api.dependencies import ApiState
 from ringfence.api.errors import install_error_handlers
 from ringfence.api.health import Metrics
@@ -61,7 +61,13 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.state.readiness = services.readiness
     metrics: Metrics = health.install_metrics(app)
     install_error_handlers(app)
-    for router in (onhand.router, configuration.router, journal.router, health.router):
+    for router in (
+        onhand.router,
+        reservations.router,
+        configuration.router,
+        journal.router,
+        health.router,
+    ):
         app.include_router(router)
     install_openapi(app)
     app.add_middleware(metrics.middleware)

@@ -17,7 +17,8 @@ from ringfence.domain.configuration import (
 )
 from ringfence.domain.dimensions import Dimensions
 from ringfence.domain.errors import Invalid
-from ringfence.domain.measures import MeasureKey, MeasureState, MeasureTable
+from ringfence.domain.ledger import Ledger
+from ringfence.domain.measures import MeasureKey, MeasureState
 from ringfence.domain.onhand import (
     OnHandChange,
     OnHandChangeRequest,
@@ -37,6 +38,10 @@ INBOUND = MeasureRef("pos", "inbound")
 OUTBOUND = MeasureRef("pos", "outbound")
 AVAILPHYSICAL = MeasureRef("fno", "availphysical")
 ORDERED = MeasureRef("fno", "ordered")
+
+
+def _ledger(measures: dict[MeasureKey, MeasureState] | None = None) -> Ledger:
+    return Ledger(default_configuration(), measures=measures)
 
 
 def count(
@@ -216,33 +221,33 @@ def test_validate_set_onhand_reads_times_without_zone_as_utc_and_converts_others
 
 
 def test_onhand_change_adds_its_deltas_to_the_stored_values() -> None:
-    table = MeasureTable({key(INBOUND): MeasureState(Decimal(5))})
+    table = _ledger({key(INBOUND): MeasureState(Decimal(5))})
     operation = validated_change(change("e1", {"pos": {"inbound": "2.5", "outbound": 1}}))
 
     effects = operation.apply(table)
 
-    assert table.value(key(INBOUND)) == Decimal("7.5")
-    assert table.value(key(OUTBOUND)) == 1
+    assert table.measures.value(key(INBOUND)) == Decimal("7.5")
+    assert table.measures.value(key(OUTBOUND)) == 1
     assert {(e.key.measure, e.delta, e.value) for e in effects} == {
         (INBOUND, Decimal("2.5"), Decimal("7.5")),
         (OUTBOUND, Decimal(1), Decimal(1)),
     }
-    assert dict(table.dirty()) == {
+    assert dict(table.measures.dirty()) == {
         key(INBOUND): MeasureState(Decimal("7.5")),
         key(OUTBOUND): MeasureState(Decimal(1)),
     }
 
 
 def test_onhand_change_may_take_a_measure_below_zero() -> None:
-    table = MeasureTable()
+    table = _ledger()
 
     validated_change(change("e1", {"pos": {"inbound": -3}})).apply(table)
 
-    assert table.value(key(INBOUND)) == -3
+    assert table.measures.value(key(INBOUND)) == -3
 
 
 def test_onhand_change_changes_nothing_when_one_result_would_leave_the_range() -> None:
-    table = MeasureTable(
+    table = _ledger(
         {key(INBOUND): MeasureState(MAX_QUANTITY - 1), key(OUTBOUND): MeasureState(Decimal(4))}
     )
     operation = validated_change(change("e1", {"pos": {"outbound": 1, "inbound": 2}}))
@@ -252,37 +257,37 @@ def test_onhand_change_changes_nothing_when_one_result_would_leave_the_range() -
 
     assert caught.value.code == "quantity-out-of-range"
     assert caught.value.issues[0].path == "quantities.pos.inbound"
-    assert table.value(key(INBOUND)) == MAX_QUANTITY - 1
-    assert table.value(key(OUTBOUND)) == 4
-    assert list(table.dirty()) == []
+    assert table.measures.value(key(INBOUND)) == MAX_QUANTITY - 1
+    assert table.measures.value(key(OUTBOUND)) == 4
+    assert list(table.measures.dirty()) == []
 
 
 def test_onhand_change_may_reach_the_range_limit_exactly() -> None:
-    table = MeasureTable({key(INBOUND): MeasureState(MAX_QUANTITY - 1)})
+    table = _ledger({key(INBOUND): MeasureState(MAX_QUANTITY - 1)})
 
     validated_change(change("e1", {"pos": {"inbound": 1}})).apply(table)
 
-    assert table.value(key(INBOUND)) == MAX_QUANTITY
+    assert table.measures.value(key(INBOUND)) == MAX_QUANTITY
 
 
 def test_onhand_change_keeps_the_time_of_the_last_count() -> None:
     counted = datetime(2026, 1, 1, tzinfo=UTC)
-    table = MeasureTable({key(INBOUND): MeasureState(Decimal(5), counted)})
+    table = _ledger({key(INBOUND): MeasureState(Decimal(5), counted)})
 
     validated_change(change("e1", {"pos": {"inbound": 1}})).apply(table)
 
-    assert table.state(key(INBOUND)) == MeasureState(Decimal(6), counted)
+    assert table.measures.state(key(INBOUND)) == MeasureState(Decimal(6), counted)
 
 
 def test_set_onhand_overwrites_the_stored_values() -> None:
     moment = datetime(2026, 2, 1, tzinfo=UTC)
-    table = MeasureTable({key(AVAILPHYSICAL): MeasureState(Decimal(50))})
+    table = _ledger({key(AVAILPHYSICAL): MeasureState(Decimal(50))})
     operation = validated_count(count("c1", {"fno": {"availphysical": 10}}, modified_at=moment))
 
     effects, superseded = operation.apply(table)
 
     assert superseded == ()
-    assert table.state(key(AVAILPHYSICAL)) == MeasureState(Decimal(10), moment)
+    assert table.measures.state(key(AVAILPHYSICAL)) == MeasureState(Decimal(10), moment)
     [effect] = effects
     assert (effect.delta, effect.value) == (Decimal(-40), Decimal(10))
 
@@ -290,7 +295,7 @@ def test_set_onhand_overwrites_the_stored_values() -> None:
 def test_set_onhand_older_than_the_stored_count_leaves_that_measure_unchanged() -> None:
     later = datetime(2026, 2, 2, tzinfo=UTC)
     earlier = later - timedelta(seconds=1)
-    table = MeasureTable({key(AVAILPHYSICAL): MeasureState(Decimal(50), later)})
+    table = _ledger({key(AVAILPHYSICAL): MeasureState(Decimal(50), later)})
     operation = validated_count(
         count("c1", {"fno": {"availphysical": 10, "ordered": 3}}, modified_at=earlier)
     )
@@ -298,28 +303,28 @@ def test_set_onhand_older_than_the_stored_count_leaves_that_measure_unchanged() 
     effects, superseded = operation.apply(table)
 
     assert superseded == (AVAILPHYSICAL,)
-    assert table.state(key(AVAILPHYSICAL)) == MeasureState(Decimal(50), later)
-    assert table.state(key(ORDERED)) == MeasureState(Decimal(3), earlier)
+    assert table.measures.state(key(AVAILPHYSICAL)) == MeasureState(Decimal(50), later)
+    assert table.measures.state(key(ORDERED)) == MeasureState(Decimal(3), earlier)
     assert [effect.key.measure for effect in effects] == [ORDERED]
 
 
 def test_set_onhand_at_the_same_time_as_the_stored_count_overwrites_it() -> None:
     moment = datetime(2026, 2, 2, tzinfo=UTC)
-    table = MeasureTable({key(AVAILPHYSICAL): MeasureState(Decimal(50), moment)})
+    table = _ledger({key(AVAILPHYSICAL): MeasureState(Decimal(50), moment)})
 
     _, superseded = validated_count(count("c1", modified_at=moment)).apply(table)
 
     assert superseded == ()
-    assert table.value(key(AVAILPHYSICAL)) == 10
+    assert table.measures.value(key(AVAILPHYSICAL)) == 10
 
 
 def test_set_onhand_newer_than_the_stored_count_overwrites_it() -> None:
     earlier = datetime(2026, 2, 2, tzinfo=UTC)
-    table = MeasureTable({key(AVAILPHYSICAL): MeasureState(Decimal(50), earlier)})
+    table = _ledger({key(AVAILPHYSICAL): MeasureState(Decimal(50), earlier)})
 
     validated_count(count("c1", modified_at=earlier + timedelta(microseconds=1))).apply(table)
 
-    assert table.value(key(AVAILPHYSICAL)) == 10
+    assert table.measures.value(key(AVAILPHYSICAL)) == 10
 
 
 # -- fingerprints --------------------------------------------------------------------------------

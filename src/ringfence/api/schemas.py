@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 from ringfence.domain.quantity import MAX_QUANTITY, SCALE
@@ -29,7 +29,11 @@ __all__ = [
     "OnHandRowPublic",
     "OperationResult",
     "Problem",
+    "ReservationPagePublic",
+    "ReservationPublic",
+    "ReserveItem",
     "SetOnHandItem",
+    "UnreserveItem",
 ]
 
 QuantityIn = Annotated[
@@ -80,6 +84,71 @@ class SetOnHandItem(OnHandChange):
     """One stock count: ``quantities`` overwrite the measures; the latest count wins."""
 
     modified_date_time_utc: datetime | None = Field(default=None, alias="modifiedDateTimeUTC")
+
+
+class ReserveItem(_Model):
+    """One soft reservation (IV's reserve body)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "order-1001-line-1",
+                    "organizationId": "usmf",
+                    "productId": "T-shirt",
+                    "dimensions": {"siteId": "1", "locationId": "11", "colorId": "red"},
+                    "quantityDataSource": "@iv",
+                    "modifier": "@softreserved",
+                    "quantity": 2,
+                    "ifCheckAvailForReserv": True,
+                }
+            ]
+        }
+    )
+
+    id: str
+    organization_id: str
+    product_id: str
+    dimension_data_source: str | None = None
+    dimensions: dict[str, str]
+    quantity_data_source: str | None = None
+    modifier: str | None = None
+    quantity: QuantityIn
+    if_check_avail_for_reserv: bool = True
+
+
+class UnreserveItem(_Model):
+    """Release (part of) one reservation by its id (IV's unreserve body)."""
+
+    id: str
+    organization_id: str
+    product_id: str | None = None
+    reservation_id: str
+    dimension_data_source: str | None = None
+    dimensions: dict[str, str] | None = None
+    offset_qty: QuantityIn = Field(
+        validation_alias=AliasChoices("OffsetQty", "offsetQty"), serialization_alias="OffsetQty"
+    )
+
+
+class ReservationPublic(_Model):
+    reservation_id: str
+    organization_id: str
+    product_id: str
+    dimensions: dict[str, str]
+    measure: str
+    reserved: QuantityOut
+    offset: QuantityOut
+    remaining: QuantityOut
+    origin: str
+    operation_id: str
+    created_at: datetime
+    created_by: str
+
+
+class ReservationPagePublic(_Model):
+    reservations: list[ReservationPublic]
+    next: str | None = None
 
 
 class IndexQuery(_Model):

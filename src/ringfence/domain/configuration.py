@@ -299,6 +299,38 @@ class Configuration:
             raise Invalid(problems[0][0], detail, issues)
         return Dimensions(values.items())
 
+    def check_hierarchy_level(self, dimensions: Dimensions, location: Location) -> Dimensions:
+        """Refuse dimensions that are not a prefix of the dimension hierarchy (no gaps, nothing
+        else, at least the partition dimensions): reservations and allocations live there."""
+        depth = len(dimensions)
+        expected = self.dimension_hierarchy[:depth]
+        if (
+            depth < len(self.partition_dimensions)
+            or depth > len(self.dimension_hierarchy)
+            or set(dimensions) != set(expected)
+        ):
+            levels = ", ".join(
+                "(" + ", ".join(self.dimension_hierarchy[:n]) + ")"
+                for n in range(len(self.partition_dimensions), len(self.dimension_hierarchy) + 1)
+            )
+            given = ", ".join(dimensions) or "none"
+            raise _invalid(
+                "not-a-hierarchy-level",
+                location,
+                f"dimensions must be a level of the dimension hierarchy, one of {levels}; "
+                f"given: ({given})",
+            )
+        return dimensions
+
+    def levels(self, dimensions: Dimensions) -> tuple[Dimensions, ...]:
+        """The hierarchy levels from ``dimensions`` (a hierarchy level) up to the partition
+        dimensions, deepest first: (site, loc, colour), (site, loc)."""
+        names = self.dimension_hierarchy
+        return tuple(
+            dimensions.restricted_to(names[:depth])
+            for depth in range(len(dimensions), len(self.partition_dimensions) - 1, -1)
+        )
+
     def resolve_dimension_names(
         self, names: Iterable[object], location: Location, data_source: str | None = None
     ) -> tuple[str, ...]:

@@ -53,13 +53,25 @@ class MeasureChange:
 
 
 class MeasureTable:
-    """The loaded state of some counters; unknown counters read as zero, never set."""
+    """The loaded state of some counters; a loaded counter without a row reads as zero.
 
-    def __init__(self, loaded: Mapping[MeasureKey, MeasureState] | None = None) -> None:
+    With ``known``, touching a counter that was not asked for when loading is a defect (its
+    stored value is unknown, and writing it back would overwrite it): it raises ``LookupError``.
+    """
+
+    def __init__(
+        self,
+        loaded: Mapping[MeasureKey, MeasureState] | None = None,
+        *,
+        known: set[MeasureKey] | None = None,
+    ) -> None:
         self._states: dict[MeasureKey, MeasureState] = dict(loaded or {})
+        self._known = known
         self._dirty: set[MeasureKey] = set()
 
     def state(self, key: MeasureKey) -> MeasureState:
+        if self._known is not None and key not in self._known and key not in self._states:
+            raise LookupError(f"{key} was not loaded")
         return self._states.get(key) or MeasureState(ZERO)
 
     def value(self, key: MeasureKey) -> Decimal:

@@ -16,7 +16,8 @@ from typing import ClassVar
 from ringfence.domain.configuration import Configuration, MeasureRef
 from ringfence.domain.dimensions import Dimensions, check_identifier
 from ringfence.domain.errors import FieldIssue, Invalid, Location
-from ringfence.domain.measures import MeasureChange, MeasureKey, MeasureTable
+from ringfence.domain.ledger import Ledger, Needs
+from ringfence.domain.measures import MeasureChange, MeasureKey
 from ringfence.domain.operations import OperationKind, PartitionKey, fingerprint
 from ringfence.domain.quantity import format_quantity, parse_quantity
 
@@ -126,6 +127,9 @@ class _MeasureOperation:
     def keys(self) -> tuple[MeasureKey, ...]:
         return tuple(MeasureKey(self.partition, self.dimensions, ref) for ref, _ in self.quantities)
 
+    def needs(self) -> Needs:
+        return Needs(measures=set(self.keys()))
+
 
 @dataclass(frozen=True, slots=True)
 class OnHandChange(_MeasureOperation):
@@ -133,9 +137,9 @@ class OnHandChange(_MeasureOperation):
 
     kind: ClassVar[OperationKind] = OperationKind.ONHAND_CHANGE
 
-    def apply(self, table: MeasureTable) -> tuple[MeasureChange, ...]:
+    def apply(self, ledger: Ledger) -> tuple[MeasureChange, ...]:
         """Add the deltas (raises :class:`Invalid` and changes nothing if out of range)."""
-        return table.apply(zip(self.keys(), (delta for _, delta in self.quantities), strict=True))
+        return ledger.add(zip(self.keys(), (delta for _, delta in self.quantities), strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +158,7 @@ class SetOnHand(_MeasureOperation):
         requested = self.requested_at.isoformat() if self.requested_at is not None else None
         return {**_MeasureOperation.to_record(self), "modifiedDateTimeUTC": requested}
 
-    def apply(
-        self, table: MeasureTable
-    ) -> tuple[tuple[MeasureChange, ...], tuple[MeasureRef, ...]]:
+    def apply(self, ledger: Ledger) -> tuple[tuple[MeasureChange, ...], tuple[MeasureRef, ...]]:
         """Overwrite each measure unless a later count already did (last write wins).
 
         Returns the changes made and the measures left alone because their stored count is newer.
@@ -164,12 +166,12 @@ class SetOnHand(_MeasureOperation):
         fresh: list[tuple[MeasureKey, Decimal]] = []
         superseded: list[MeasureRef] = []
         for key, (ref, value) in zip(self.keys(), self.quantities, strict=True):
-            stored_at = table.state(key).set_at
+            stored_at = ledger.measures.state(key).set_at
             if stored_at is not None and stored_at > self.modified_at:
                 superseded.append(ref)
             else:
                 fresh.append((key, value))
-        return table.assign(fresh, set_at=self.modified_at), tuple(superseded)
+        return ledger.assign(fresh, set_at=self.modified_at), tuple(superseded)
 
 
 def _quantities_record(values: tuple[tuple[MeasureRef, Decimal], ...]) -> dict[str, object]:

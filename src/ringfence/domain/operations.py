@@ -22,6 +22,7 @@ from ringfence.domain.quantity import format_quantity
 
 __all__ = [
     "Bucket",
+    "Context",
     "ItemResult",
     "JournalEntry",
     "OperationKind",
@@ -37,6 +38,8 @@ class OperationKind(StrEnum):
 
     ONHAND_CHANGE = "onhand"
     SET_ONHAND = "setonhand"
+    RESERVE = "reserve"
+    UNRESERVE = "unreserve"
 
 
 class Bucket(StrEnum):
@@ -84,6 +87,14 @@ class ItemResult:
     @classmethod
     def refused(cls, index: int, operation_id: str | None, error: RingfenceError) -> ItemResult:
         return cls(index, operation_id, bucket_for(error), error=error)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Who applies an operation, and when."""
+
+    actor: str
+    now: datetime
 
 
 @dataclass(frozen=True, slots=True)

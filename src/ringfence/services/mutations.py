@@ -7,8 +7,10 @@ a bulk call, or, later, whatever a per-partition coalescer gathered) and, in one
 2. locks the partitions of the valid ones, in sorted order;
 3. looks their ids up in the journal: a known id with the same fingerprint is *replayed*, with
    another fingerprint refused as ``idempotency-key-reuse``;
-4. applies the rest in arrival order to the loaded state, each all or nothing;
-5. writes the changed state and the journal entries, and commits.
+4. loads what the operations need into a :class:`~ringfence.domain.ledger.Ledger` and applies
+   them in arrival order, each all or nothing;
+5. writes the changed state (measures, allocations, reservations) and the journal entries,
+   and commits.
 
 Each request gets exactly the outcome it would have had alone, in the order given.
 """
@@ -23,16 +25,17 @@ from typing import ClassVar, Protocol, TypeVar
 from ringfence.domain.access import Principal
 from ringfence.domain.configuration import Configuration
 from ringfence.domain.errors import Conflict, RingfenceError, Unavailable
-from ringfence.domain.measures import MeasureChange, MeasureKey, MeasureTable
+from ringfence.domain.ledger import Ledger, Needs
 from ringfence.domain.operations import (
     Bucket,
+    Context,
     ItemResult,
     JournalEntry,
     OperationKind,
     PartitionKey,
 )
 from ringfence.services.configuration import load_configuration
-from ringfence.services.ports import DuplicateOperation, UnitOfWorkFactory
+from ringfence.services.ports import DuplicateOperation, UnitOfWork, UnitOfWorkFactory
 
 __all__ = ["Applied", "Operation", "run_mutations", "success_body"]
 
@@ -55,7 +58,7 @@ class Operation(Protocol):
 
     def to_record(self) -> dict[str, object]: ...
 
-    def keys(self) -> tuple[MeasureKey, ...]: ...
+    def needs(self) -> Needs: ...
 
 
 Request = TypeVar("Request")
@@ -64,9 +67,9 @@ Op = TypeVar("Op", bound=Operation)
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What applying one operation did: its effects and the fields its answer adds."""
+    """What applying one operation did: its effects (as journaled) and its answer's fields."""
 
-    effects: tuple[MeasureChange, ...]
+    effects: tuple[Mapping[str, object], ...]
     answer: Mapping[str, object]
     status: Bucket = Bucket.SUCCESS
     message: str = ""
@@ -96,7 +99,7 @@ async def run_mutations(
     kind: OperationKind,
     requests: Sequence[Request],
     validate: Callable[[Configuration, Request], Op],
-    apply: Callable[[Op, MeasureTable], Applied],
+    apply: Callable[[Op, Ledger, Context], Applied],
     *,
     authorize: Callable[[Op], None] | None = None,
 ) -> list[ItemResult]:
@@ -121,7 +124,7 @@ async def _attempt(
     kind: OperationKind,
     requests: Sequence[Request],
     validate: Callable[[Configuration, Request], Op],
-    apply: Callable[[Op, MeasureTable], Applied],
+    apply: Callable[[Op, Ledger, Context], Applied],
     authorize: Callable[[Op], None] | None,
 ) -> list[ItemResult]:
     async with uow() as work:
@@ -144,10 +147,11 @@ async def _attempt(
             environment_id, sorted({operation.partition for operation in operations})
         )
         known = await work.journal.find(environment_id, kind, {op.id for op in operations})
-        table = MeasureTable(
-            await work.onhand.load(environment_id, {key for op in operations for key in op.keys()})
-        )
-        now = datetime.now(UTC)
+        needs = Needs()
+        for operation in operations:
+            needs.update(operation.needs())
+        ledger = await _load(work, environment_id, configuration, needs)
+        context = Context(principal.actor, datetime.now(UTC))
         results: list[ItemResult] = []
         entries: list[JournalEntry] = []
         for index, item in enumerate(prepared):
@@ -160,7 +164,7 @@ async def _attempt(
                 results.append(_replay(index, operation, previous))
                 continue
             try:
-                applied = apply(operation, table)
+                applied = apply(operation, ledger, context)
             except RingfenceError as error:
                 results.append(ItemResult.refused(index, operation.id, error))
                 continue
@@ -171,19 +175,51 @@ async def _attempt(
                 partition=operation.partition,
                 fingerprint=operation.fingerprint,
                 request=operation.to_record(),
-                effects=tuple(effect.to_record() for effect in applied.effects),
+                effects=applied.effects,
                 result=body,
-                actor=principal.actor,
-                recorded_at=now,
+                actor=context.actor,
+                recorded_at=context.now,
             )
             known[operation.id] = entry
             entries.append(entry)
             results.append(ItemResult(index, operation.id, applied.status, body))
         if entries:
-            await work.onhand.save(environment_id, table.dirty())
+            await work.onhand.save(environment_id, ledger.measures.dirty())
+            await work.allocations.save(environment_id, ledger.allocations.dirty())
+            await work.reservations.save(environment_id, ledger.reservations.dirty())
             await work.journal.append(environment_id, entries)
             await work.commit()
         return results
+
+
+async def _load(
+    work: UnitOfWork, environment_id: str, configuration: Configuration, needs: Needs
+) -> Ledger:
+    """Everything the batch needs, read under its partition locks."""
+    below = configuration.dimension_hierarchy[len(configuration.partition_dimensions) :]
+    reservations = (
+        await work.reservations.load(environment_id, needs.reservations)
+        if needs.reservations
+        else {}
+    )
+    # A reservation's measure comes with it: unreserving changes it.
+    measure_keys = needs.measures | {reservation.key for reservation in reservations.values()}
+    return Ledger(
+        configuration,
+        measures=await work.onhand.load(environment_id, measure_keys),
+        known_measures=measure_keys,
+        levels=(
+            await work.onhand.level_sums(environment_id, needs.levels, below)
+            if needs.levels
+            else None
+        ),
+        allocations=(
+            await work.allocations.load(environment_id, needs.allocations)
+            if needs.allocations
+            else None
+        ),
+        reservations=reservations,
+    )
 
 
 def _replay(index: int, operation: Operation, previous: JournalEntry) -> ItemResult:

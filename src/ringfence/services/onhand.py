@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 from ringfence.domain.access import Principal, Role
 from ringfence.domain.configuration import Configuration
-from ringfence.domain.measures import MeasureTable
+from ringfence.domain.ledger import Ledger
+from ringfence.domain.measures import MeasureChange
 from ringfence.domain.onhand import (
     OnHandChange,
     OnHandChangeRequest,
@@ -16,7 +17,7 @@ from ringfence.domain.onhand import (
     validate_onhand_change,
     validate_set_onhand,
 )
-from ringfence.domain.operations import ItemResult, OperationKind
+from ringfence.domain.operations import Context, ItemResult, OperationKind
 from ringfence.domain.query import (
     ExactQueryRequest,
     IndexQueryRequest,
@@ -38,17 +39,21 @@ __all__ = [
 ]
 
 
-def _apply_change(change: OnHandChange, table: MeasureTable) -> Applied:
-    return Applied(change.apply(table), {})
+def _records(effects: tuple[MeasureChange, ...]) -> tuple[dict[str, object], ...]:
+    return tuple(effect.to_record() for effect in effects)
 
 
-def _apply_set(count: SetOnHand, table: MeasureTable) -> Applied:
-    effects, superseded = count.apply(table)
+def _apply_change(change: OnHandChange, ledger: Ledger, _: Context) -> Applied:
+    return Applied(_records(change.apply(ledger)), {})
+
+
+def _apply_set(count: SetOnHand, ledger: Ledger, _: Context) -> Applied:
+    effects, superseded = count.apply(ledger)
     if not superseded:
-        return Applied(effects, {})
+        return Applied(_records(effects), {})
     names = ", ".join(str(ref) for ref in superseded)
     return Applied(
-        effects,
+        _records(effects),
         {"superseded": [str(ref) for ref in superseded]},
         message=f"{names} left unchanged: a count with a later modifiedDateTimeUTC was applied",
     )

@@ -11,15 +11,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol
 
 from ringfence.domain.access import Role
 from ringfence.domain.configuration import MeasureRef
+from ringfence.domain.ledger import (
+    AllocationKey,
+    AllocationState,
+    Group,
+    LevelScope,
+    Reservation,
+)
 from ringfence.domain.measures import MeasureKey, MeasureState
 from ringfence.domain.operations import JournalEntry, OperationKind, PartitionKey
 from ringfence.domain.query import AggregateRow, OnHandSelection
 
 __all__ = [
+    "AllocationRepository",
     "ConfigurationRepository",
     "DuplicateOperation",
     "EnvironmentRepository",
@@ -27,6 +36,8 @@ __all__ = [
     "JournalRepository",
     "OnHandRepository",
     "PartitionRepository",
+    "ReservationFilter",
+    "ReservationRepository",
     "StoredConfiguration",
     "TokenRecord",
     "TokenRepository",
@@ -147,11 +158,58 @@ class OnHandRepository(Protocol):
         self, environment_id: str, selection: OnHandSelection
     ) -> list[AggregateRow]: ...
 
+    async def level_sums(
+        self, environment_id: str, scopes: Iterable[LevelScope], below: Sequence[str]
+    ) -> dict[LevelScope, dict[Group, dict[MeasureRef, Decimal]]]:
+        """For each scope (a product at partition-dimension values), every physical measure
+        summed by the values of the hierarchy dimensions ``below`` the partition dimensions."""
+        ...
+
     async def measures_in_use(self, environment_id: str) -> set[MeasureRef]:
         """Physical measures holding a non-zero quantity anywhere in the environment."""
         ...
 
     async def has_rows(self, environment_id: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationFilter:
+    organization_id: str | None = None
+    organizations: tuple[str, ...] | None = None
+    """Only these organizations (a token's scope); None: all."""
+    product_id: str | None = None
+    open_only: bool = False
+    after: str | None = None
+    """Reservation id cursor: those created after it."""
+    limit: int = 100
+
+
+class ReservationRepository(Protocol):
+    async def load(self, environment_id: str, ids: Iterable[str]) -> dict[str, Reservation]: ...
+
+    async def locate(self, environment_id: str, ids: Iterable[str]) -> dict[str, PartitionKey]:
+        """The partition of each known reservation id."""
+        ...
+
+    async def save(self, environment_id: str, reservations: Iterable[Reservation]) -> None:
+        """Insert new reservations and update changed ones."""
+        ...
+
+    async def list_reservations(
+        self, environment_id: str, reservation_filter: ReservationFilter
+    ) -> list[Reservation]:
+        """In id order (ids sort by creation time)."""
+        ...
+
+
+class AllocationRepository(Protocol):
+    async def load(
+        self, environment_id: str, keys: Iterable[AllocationKey]
+    ) -> dict[AllocationKey, AllocationState]: ...
+
+    async def save(
+        self, environment_id: str, states: Iterable[tuple[AllocationKey, AllocationState]]
+    ) -> None: ...
 
 
 class JournalRepository(Protocol):
@@ -183,6 +241,12 @@ class UnitOfWork(Protocol):
 
     @property
     def onhand(self) -> OnHandRepository: ...
+
+    @property
+    def reservations(self) -> ReservationRepository: ...
+
+    @property
+    def allocations(self) -> AllocationRepository: ...
 
     @property
     def journal(self) -> JournalRepository: ...

@@ -13,14 +13,24 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 
 from ringfence.domain.configuration import MeasureRef
+from ringfence.domain.ledger import (
+    AllocationKey,
+    AllocationState,
+    Group,
+    LevelScope,
+    Reservation,
+)
 from ringfence.domain.measures import MeasureKey, MeasureState
 from ringfence.domain.operations import JournalEntry, OperationKind, PartitionKey
+from ringfence.domain.quantity import ZERO
 from ringfence.domain.query import AggregateRow, OnHandSelection
 from ringfence.services.ports import (
     DuplicateOperation,
     JournalFilter,
+    ReservationFilter,
     StoredConfiguration,
     TokenRecord,
     UnitOfWork,
@@ -37,6 +47,8 @@ class MemoryState:
     tokens: dict[str, TokenRecord] = field(default_factory=dict)
     partitions: dict[tuple[str, PartitionKey], int] = field(default_factory=dict)
     measures: dict[tuple[str, MeasureKey], MeasureState] = field(default_factory=dict)
+    reservations: dict[tuple[str, str], Reservation] = field(default_factory=dict)
+    allocations: dict[tuple[str, AllocationKey], AllocationState] = field(default_factory=dict)
     journal: list[tuple[str, JournalEntry]] = field(default_factory=list)
     sequence: int = 0
 
@@ -60,6 +72,8 @@ class _Environments:
         state.tokens = {k: v for k, v in state.tokens.items() if v.environment_id != environment_id}
         state.partitions = {k: v for k, v in state.partitions.items() if k[0] != environment_id}
         state.measures = {k: v for k, v in state.measures.items() if k[0] != environment_id}
+        state.reservations = {k: v for k, v in state.reservations.items() if k[0] != environment_id}
+        state.allocations = {k: v for k, v in state.allocations.items() if k[0] != environment_id}
         state.journal = [item for item in state.journal if item[0] != environment_id]
 
     async def list_ids(self) -> list[str]:
@@ -175,6 +189,24 @@ class _OnHand:
             sums[index] = AggregateRow(*index, value=total)
         return list(sums.values())
 
+    async def level_sums(
+        self, environment_id: str, scopes: Iterable[LevelScope], below: Sequence[str]
+    ) -> dict[LevelScope, dict[Group, dict[MeasureRef, Decimal]]]:
+        found: dict[LevelScope, dict[Group, dict[MeasureRef, Decimal]]] = {}
+        for scope in scopes:
+            sums: dict[Group, dict[MeasureRef, Decimal]] = {}
+            for (env, key), state in self._state.measures.items():
+                if (
+                    env == environment_id
+                    and key.partition == scope.partition
+                    and all(key.dimensions.get(n) == v for n, v in scope.anchor.items())
+                ):
+                    group = tuple(key.dimensions.get(name) for name in below)
+                    values = sums.setdefault(group, {})
+                    values[key.measure] = values.get(key.measure, ZERO) + state.value
+            found[scope] = sums
+        return found
+
     async def measures_in_use(self, environment_id: str) -> set[MeasureRef]:
         return {
             key.measure
@@ -184,6 +216,58 @@ class _OnHand:
 
     async def has_rows(self, environment_id: str) -> bool:
         return any(env == environment_id for env, _ in self._state.measures)
+
+
+class _Reservations:
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    async def load(self, environment_id: str, ids: Iterable[str]) -> dict[str, Reservation]:
+        found = {i: self._state.reservations.get((environment_id, i)) for i in ids}
+        return {i: r for i, r in found.items() if r is not None}
+
+    async def locate(self, environment_id: str, ids: Iterable[str]) -> dict[str, PartitionKey]:
+        return {i: r.partition for i, r in (await self.load(environment_id, ids)).items()}
+
+    async def save(self, environment_id: str, reservations: Iterable[Reservation]) -> None:
+        for reservation in reservations:
+            self._state.reservations[(environment_id, reservation.reservation_id)] = reservation
+
+    async def list_reservations(
+        self, environment_id: str, reservation_filter: ReservationFilter
+    ) -> list[Reservation]:
+        f = reservation_filter
+        found = sorted(
+            (
+                r
+                for (env, _), r in self._state.reservations.items()
+                if env == environment_id
+                and (f.organization_id is None or r.partition.organization_id == f.organization_id)
+                and (f.organizations is None or r.partition.organization_id in f.organizations)
+                and (f.product_id is None or r.partition.product_id == f.product_id)
+                and (not f.open_only or r.remaining > 0)
+                and (f.after is None or r.reservation_id > f.after)
+            ),
+            key=lambda r: r.reservation_id,
+        )
+        return found[: f.limit]
+
+
+class _Allocations:
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    async def load(
+        self, environment_id: str, keys: Iterable[AllocationKey]
+    ) -> dict[AllocationKey, AllocationState]:
+        found = {key: self._state.allocations.get((environment_id, key)) for key in keys}
+        return {key: state for key, state in found.items() if state is not None}
+
+    async def save(
+        self, environment_id: str, states: Iterable[tuple[AllocationKey, AllocationState]]
+    ) -> None:
+        for key, state in states:
+            self._state.allocations[(environment_id, key)] = state
 
 
 class _Journal:
@@ -252,6 +336,8 @@ class MemoryUnitOfWork:
         self.tokens = _Tokens(state)
         self.partitions = _Partitions(state)
         self.onhand = _OnHand(state)
+        self.reservations = _Reservations(state)
+        self.allocations = _Allocations(state)
         self.journal = _Journal(state)
 
     async def commit(self) -> None:

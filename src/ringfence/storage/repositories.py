@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Table, and_, delete, func, select, tuple_, update
@@ -17,6 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ringfence.domain.access import Role
 from ringfence.domain.configuration import MeasureRef
+from ringfence.domain.dimensions import Dimensions
+from ringfence.domain.ledger import (
+    AllocationKey,
+    AllocationState,
+    Group,
+    LevelScope,
+    Reservation,
+)
 from ringfence.domain.measures import MeasureKey, MeasureState
 from ringfence.domain.operations import JournalEntry, OperationKind, PartitionKey, to_json_value
 from ringfence.domain.quantity import from_units, to_units
@@ -24,24 +33,29 @@ from ringfence.domain.query import AggregateRow, OnHandSelection
 from ringfence.services.ports import (
     DuplicateOperation,
     JournalFilter,
+    ReservationFilter,
     StoredConfiguration,
     TokenRecord,
 )
 from ringfence.storage.tables import (
+    allocations,
     configurations,
     environments,
     journal,
     onhand_measures,
     partitions,
+    reservations,
     tokens,
 )
 
 __all__ = [
+    "SqlAllocationRepository",
     "SqlConfigurationRepository",
     "SqlEnvironmentRepository",
     "SqlJournalRepository",
     "SqlOnHandRepository",
     "SqlPartitionRepository",
+    "SqlReservationRepository",
     "SqlTokenRepository",
 ]
 
@@ -83,7 +97,16 @@ class SqlEnvironmentRepository(_Repository):
         )
 
     async def delete(self, environment_id: str) -> None:
-        for table in (onhand_measures, partitions, journal, tokens, configurations, environments):
+        for table in (
+            onhand_measures,
+            allocations,
+            reservations,
+            partitions,
+            journal,
+            tokens,
+            configurations,
+            environments,
+        ):
             await self._connection.execute(
                 delete(table).where(table.c.environment_id == environment_id)
             )
@@ -370,6 +393,35 @@ class SqlOnHandRepository(_Repository):
             for row in rows
         ]
 
+    async def level_sums(
+        self, environment_id: str, scopes: Iterable[LevelScope], below: Sequence[str]
+    ) -> dict[LevelScope, dict[Group, dict[MeasureRef, Decimal]]]:
+        dimensions = onhand_measures.c.dimensions
+        groups = [dimensions[name].as_string().label(f"g{i}") for i, name in enumerate(below)]
+        keys = (*groups, onhand_measures.c.data_source, onhand_measures.c.measure)
+        found: dict[LevelScope, dict[Group, dict[MeasureRef, Decimal]]] = {}
+        for scope in sorted(scopes):
+            sums: dict[Group, dict[MeasureRef, Decimal]] = {}
+            rows = await self._connection.execute(
+                select(*keys, func.sum(onhand_measures.c.quantity).label("total"))
+                .where(
+                    onhand_measures.c.environment_id == environment_id,
+                    onhand_measures.c.organization_id == scope.partition.organization_id,
+                    onhand_measures.c.product_id == scope.partition.product_id,
+                    *(
+                        dimensions[name].as_string() == value
+                        for name, value in scope.anchor.items()
+                    ),
+                )
+                .group_by(*keys)
+            )
+            for row in rows:
+                group = tuple(row[: len(groups)])
+                ref = MeasureRef(row.data_source, row.measure)
+                sums.setdefault(group, {})[ref] = from_units(int(row.total))
+            found[scope] = sums
+        return found
+
     async def measures_in_use(self, environment_id: str) -> set[MeasureRef]:
         rows = await self._connection.execute(
             select(onhand_measures.c.data_source, onhand_measures.c.measure)
@@ -388,6 +440,181 @@ class SqlOnHandRepository(_Repository):
             .limit(1)
         )
         return found is not None
+
+
+def _reservation(row: Any) -> Reservation:
+    return Reservation(
+        reservation_id=row.reservation_id,
+        partition=PartitionKey(row.organization_id, row.product_id),
+        dimensions=Dimensions.from_key(row.dimensions_key),
+        measure=MeasureRef(row.data_source, row.measure),
+        quantity=from_units(int(row.quantity)),
+        offset=from_units(int(row.offset_quantity)),
+        operation_id=row.operation_id,
+        origin=row.origin,
+        created_at=row.created_at,
+        created_by=row.created_by,
+    )
+
+
+class SqlReservationRepository(_Repository):
+    async def load(self, environment_id: str, ids: Iterable[str]) -> dict[str, Reservation]:
+        found: dict[str, Reservation] = {}
+        for chunk in _chunks(sorted(set(ids))):
+            rows = await self._connection.execute(
+                select(reservations).where(
+                    reservations.c.environment_id == environment_id,
+                    reservations.c.reservation_id.in_(chunk),
+                )
+            )
+            found.update((row.reservation_id, _reservation(row)) for row in rows)
+        return found
+
+    async def locate(self, environment_id: str, ids: Iterable[str]) -> dict[str, PartitionKey]:
+        found: dict[str, PartitionKey] = {}
+        for chunk in _chunks(sorted(set(ids))):
+            rows = await self._connection.execute(
+                select(
+                    reservations.c.reservation_id,
+                    reservations.c.organization_id,
+                    reservations.c.product_id,
+                ).where(
+                    reservations.c.environment_id == environment_id,
+                    reservations.c.reservation_id.in_(chunk),
+                )
+            )
+            found.update(
+                (row.reservation_id, PartitionKey(row.organization_id, row.product_id))
+                for row in rows
+            )
+        return found
+
+    async def save(self, environment_id: str, changed: Iterable[Reservation]) -> None:
+        rows = [
+            {
+                "environment_id": environment_id,
+                "organization_id": r.partition.organization_id,
+                "product_id": r.partition.product_id,
+                "reservation_id": r.reservation_id,
+                "dimensions_key": r.dimensions.key,
+                "dimensions": r.dimensions.as_dict(),
+                "data_source": r.measure.data_source,
+                "measure": r.measure.measure,
+                "quantity": to_units(r.quantity),
+                "offset_quantity": to_units(r.offset),
+                "origin": r.origin,
+                "operation_id": r.operation_id,
+                "created_at": r.created_at,
+                "created_by": r.created_by,
+            }
+            for r in changed
+        ]
+        if not rows:
+            return
+        statement = _insert(self._connection, reservations)
+        statement = statement.on_conflict_do_update(
+            index_elements=[column.name for column in reservations.primary_key.columns],
+            set_={"offset_quantity": statement.excluded.offset_quantity},
+        )
+        for chunk in _chunks(rows):
+            await self._connection.execute(statement, list(chunk))
+
+    async def list_reservations(
+        self, environment_id: str, reservation_filter: ReservationFilter
+    ) -> list[Reservation]:
+        f = reservation_filter
+        query = select(reservations).where(reservations.c.environment_id == environment_id)
+        if f.organization_id is not None:
+            query = query.where(reservations.c.organization_id == f.organization_id)
+        if f.organizations is not None:
+            query = query.where(reservations.c.organization_id.in_(f.organizations))
+        if f.product_id is not None:
+            query = query.where(reservations.c.product_id == f.product_id)
+        if f.open_only:
+            query = query.where(reservations.c.quantity > reservations.c.offset_quantity)
+        if f.after is not None:
+            query = query.where(reservations.c.reservation_id > f.after)
+        rows = await self._connection.execute(
+            query.order_by(reservations.c.reservation_id).limit(f.limit)
+        )
+        return [_reservation(row) for row in rows]
+
+
+_ALLOCATION_COLUMNS = (
+    allocations.c.organization_id,
+    allocations.c.product_id,
+    allocations.c.dimensions_key,
+    allocations.c.group_path,
+)
+
+
+def _allocation_state(row: Any) -> AllocationState:
+    return AllocationState(
+        allocated=from_units(int(row.allocated)),
+        cumulative_allocated=from_units(int(row.cumulative_allocated)),
+        consumed=from_units(int(row.consumed)),
+        cumulative_consumed=from_units(int(row.cumulative_consumed)),
+    )
+
+
+class SqlAllocationRepository(_Repository):
+    async def load(
+        self, environment_id: str, keys: Iterable[AllocationKey]
+    ) -> dict[AllocationKey, AllocationState]:
+        wanted = {
+            (
+                key.partition.organization_id,
+                key.partition.product_id,
+                key.dimensions.key,
+                key.path.key,
+            ): key
+            for key in keys
+        }
+        found: dict[AllocationKey, AllocationState] = {}
+        for chunk in _chunks(list(wanted)):
+            rows = await self._connection.execute(
+                select(allocations).where(
+                    allocations.c.environment_id == environment_id,
+                    tuple_(*_ALLOCATION_COLUMNS).in_(chunk),
+                )
+            )
+            for row in rows:
+                key = wanted[
+                    (row.organization_id, row.product_id, row.dimensions_key, row.group_path)
+                ]
+                found[key] = _allocation_state(row)
+        return found
+
+    async def save(
+        self, environment_id: str, states: Iterable[tuple[AllocationKey, AllocationState]]
+    ) -> None:
+        rows = [
+            {
+                "environment_id": environment_id,
+                "organization_id": key.partition.organization_id,
+                "product_id": key.partition.product_id,
+                "dimensions_key": key.dimensions.key,
+                "group_path": key.path.key,
+                "dimensions": key.dimensions.as_dict(),
+                "allocated": to_units(state.allocated),
+                "cumulative_allocated": to_units(state.cumulative_allocated),
+                "consumed": to_units(state.consumed),
+                "cumulative_consumed": to_units(state.cumulative_consumed),
+            }
+            for key, state in states
+        ]
+        if not rows:
+            return
+        statement = _insert(self._connection, allocations)
+        statement = statement.on_conflict_do_update(
+            index_elements=[column.name for column in allocations.primary_key.columns],
+            set_={
+                name: getattr(statement.excluded, name)
+                for name in ("allocated", "cumulative_allocated", "consumed", "cumulative_consumed")
+            },
+        )
+        for chunk in _chunks(rows):
+            await self._connection.execute(statement, list(chunk))
 
 
 def _entry(row: Any) -> JournalEntry:

@@ -30,12 +30,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = [
+    "allocations",
     "configurations",
     "environments",
     "journal",
     "metadata",
     "onhand_measures",
     "partitions",
+    "reservations",
     "tokens",
 ]
 
@@ -140,6 +142,47 @@ onhand_measures = Table(
     ),
 )
 """One physical measure of a product at exact dimensions."""
+
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("environment_id", String(64), nullable=False),
+    Column("organization_id", Id, nullable=False),
+    Column("product_id", Id, nullable=False),
+    Column("reservation_id", String(64), nullable=False),
+    Column("dimensions_key", Text, nullable=False),
+    Column("dimensions", Json, nullable=False),
+    Column("data_source", String(64), nullable=False),
+    Column("measure", String(64), nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    Column("offset_quantity", BigInteger, nullable=False),
+    Column("origin", String(16), nullable=False),
+    Column("operation_id", Id, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", Id, nullable=False),
+    PrimaryKeyConstraint("environment_id", "organization_id", "product_id", "reservation_id"),
+    Index("ix_reservations_environment_reservation", "environment_id", "reservation_id"),
+)
+"""Soft reservations: what each holds and how much of it was released."""
+
+allocations = Table(
+    "allocations",
+    metadata,
+    Column("environment_id", String(64), nullable=False),
+    Column("organization_id", Id, nullable=False),
+    Column("product_id", Id, nullable=False),
+    Column("dimensions_key", Text, nullable=False),
+    Column("group_path", Text, nullable=False),
+    Column("dimensions", Json, nullable=False),
+    Column("allocated", BigInteger, nullable=False),
+    Column("cumulative_allocated", BigInteger, nullable=False),
+    Column("consumed", BigInteger, nullable=False),
+    Column("cumulative_consumed", BigInteger, nullable=False),
+    PrimaryKeyConstraint(
+        "environment_id", "organization_id", "product_id", "dimensions_key", "group_path"
+    ),
+)
+"""What each allocation group path holds of a product at exact dimensions."""
 
 journal = Table(
     "journal",

@@ -13,11 +13,13 @@ from ringfence.domain.errors import Unavailable
 from ringfence.services.ports import UnitOfWork
 from ringfence.storage.engine import Database
 from ringfence.storage.repositories import (
+    SqlAllocationRepository,
     SqlConfigurationRepository,
     SqlEnvironmentRepository,
     SqlJournalRepository,
     SqlOnHandRepository,
     SqlPartitionRepository,
+    SqlReservationRepository,
     SqlTokenRepository,
 )
 
@@ -34,6 +36,8 @@ class SqlUnitOfWork:
         self.tokens = SqlTokenRepository(connection)
         self.partitions = SqlPartitionRepository(connection)
         self.onhand = SqlOnHandRepository(connection)
+        self.reservations = SqlReservationRepository(connection)
+        self.allocations = SqlAllocationRepository(connection)
         self.journal = SqlJournalRepository(connection)
 
     async def commit(self) -> None:
