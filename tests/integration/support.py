@@ -15,13 +15,19 @@ __all__ = [
     "PROBLEM_JSON",
     "Api",
     "Json",
+    "ReservationSnapshot",
     "Snapshot",
     "assert_problem",
     "event",
     "exact",
+    "level_quantities",
     "locations",
     "new_id",
     "raw_event",
+    "reservation_snapshot",
+    "reservations",
+    "reserve_body",
+    "unreserve_body",
 ]
 
 Json = dict[str, Any]
@@ -190,7 +196,7 @@ class Api:
         params.setdefault("limit", 1000)
         response = await self.get("/journal", params)
         assert response.status_code == 200, response.text
-        entries: list[Json] = response.json()["entries"]
+        entries: list[Json] = json.loads(response.content, parse_float=Decimal)["entries"]
         return entries
 
     async def snapshot(self) -> Snapshot:
@@ -219,3 +225,99 @@ def raw_event(
         }
     ).encode()
     return head[:-1] + b', "quantities": {"pos": {"' + measure.encode() + b'": ' + literal + b"}}}"
+
+
+# -- soft reservations ---------------------------------------------------------------------------
+
+
+def reserve_body(
+    operation_id: str | None = None,
+    quantity: Any = 1,
+    *,
+    organization: str = "usmf",
+    product: str = "T-shirt",
+    dimensions: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> Json:
+    """A reserve body as IV sends it, at (site 1, location 11, red) unless ``dimensions`` say."""
+    return {
+        "id": operation_id or new_id("reserve"),
+        "organizationId": organization,
+        "productId": product,
+        "dimensions": dict({**SITE, "colorId": "red"} if dimensions is None else dimensions),
+        "quantityDataSource": "@iv",
+        "modifier": "@softreserved",
+        "quantity": quantity,
+        **extra,
+    }
+
+
+def unreserve_body(
+    reservation_id: str,
+    offset: Any = 1,
+    operation_id: str | None = None,
+    *,
+    organization: str = "usmf",
+    **extra: Any,
+) -> Json:
+    """An unreserve body as IV sends it: no ``productId``, no ``dimensions`` (add them as extra)."""
+    return {
+        "id": operation_id or new_id("unreserve"),
+        "organizationId": organization,
+        "reservationId": reservation_id,
+        "OffsetQty": offset,
+        **extra,
+    }
+
+
+async def reservations(
+    api: Api, *, headers: Mapping[str, str] | None = None, **params: Any
+) -> list[Json]:
+    """``GET /reservations`` (one page of up to 1000), quantities exact."""
+    params.setdefault("limit", 1000)
+    response = await api.get("/reservations", params, headers=headers)
+    assert response.status_code == 200, response.text
+    found: list[Json] = exact(response)["reservations"]
+    return found
+
+
+async def level_quantities(
+    api: Api,
+    level: Mapping[str, str],
+    *,
+    product: str = "T-shirt",
+    organization: str = "usmf",
+) -> dict[str, Decimal]:
+    """Every measure (``"@iv.@available_to_reserve"``...) summed over the rows at or below one
+    hierarchy level, e.g. (site 1, location 11) or (site 1, location 11, red); negatives shown."""
+    below = [name for name in level if name not in SITE]
+    rows = await api.rows(
+        filters={
+            "organizationId": [organization],
+            "productId": [product],
+            **{name: [value] for name, value in level.items()},
+        },
+        groupByValues=below,
+        returnNegative=True,
+    )
+    if not rows:
+        return {}
+    [row] = rows
+    assert row["dimensions"] == dict(level), row
+    return {
+        f"{data_source}.{measure}": Decimal(value)
+        for data_source, measures in row["quantities"].items()
+        for measure, value in measures.items()
+    }
+
+
+@dataclass(frozen=True)
+class ReservationSnapshot:
+    """A :class:`Snapshot` plus every reservation of the environment."""
+
+    state: Snapshot
+    reservations: list[Json]
+
+
+async def reservation_snapshot(api: Api) -> ReservationSnapshot:
+    return ReservationSnapshot(await api.snapshot(), await reservations(api))

@@ -269,8 +269,8 @@ async def test_set_onhand_overwrites_what_changes_added(api: Api) -> None:
         {
             "dimensions": {"siteId": "1", "locationId": "11"},
             "measure": "pos.inbound",
-            "delta": "30",
-            "value": "100",
+            "delta": Decimal("30"),
+            "value": Decimal("100"),
         }
     ]
 

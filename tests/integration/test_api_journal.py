@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -59,26 +60,26 @@ async def test_accepted_change_is_journaled_with_request_effects_and_result(api:
             "organizationId": "usmf",
             "productId": "T-shirt",
             "dimensions": {"siteId": "1", "locationId": "11", "colorId": "red"},
-            "quantities": {"pos": {"inbound": "10.5", "outbound": "1"}},
+            "quantities": {"pos": {"inbound": Decimal("10.5"), "outbound": Decimal("1")}},
         },
         "effects": [
             {
                 "dimensions": {"siteId": "1", "locationId": "11", "colorId": "red"},
                 "measure": "pos.inbound",
-                "delta": "10.5",
-                "value": "10.5",
+                "delta": Decimal("10.5"),
+                "value": Decimal("10.5"),
             },
             {
                 "dimensions": {"siteId": "1", "locationId": "11", "colorId": "red"},
                 "measure": "pos.outbound",
-                "delta": "1",
-                "value": "1",
+                "delta": Decimal("1"),
+                "value": Decimal("1"),
             },
         ],
         "result": {"id": "e1", "processingStatus": "success", "message": "", "statusCode": 200},
     }
-    assert second["effects"][0]["delta"] == "0.25"
-    assert second["effects"][0]["value"] == "10.75"
+    assert second["effects"][0]["delta"] == Decimal("0.25")
+    assert second["effects"][0]["value"] == Decimal("10.75")
 
 
 async def test_count_is_journaled_with_its_time_and_what_it_superseded(api: Api) -> None:
@@ -93,7 +94,7 @@ async def test_count_is_journaled_with_its_time_and_what_it_superseded(api: Api)
     assert datetime.fromisoformat(
         first["request"]["modifiedDateTimeUTC"]
     ) == datetime.fromisoformat("2026-03-01T12:00:00+00:00")
-    assert first["effects"][0]["value"] == "8"
+    assert first["effects"][0]["value"] == 8
     assert second["id"] == "c2"
     assert second["effects"] == []
     assert second["result"]["superseded"] == ["pos.inbound"]

@@ -303,8 +303,10 @@ async def test_exact_decimals_round_trip_without_binary_floating_point(api: Api)
     assert total["quantities"]["pos"]["inbound"] == Decimal("123456789.123457")
     assert total["quantities"]["iv"]["onhand"] == Decimal("123456789.123457")
     assert total["quantities"]["@iv"]["@available_to_allocate"] == Decimal("123456789.123457")
-    assert entry["request"]["quantities"] == {"pos": {"inbound": "0.000001"}}
-    assert [(e["delta"], e["value"]) for e in entry["effects"]] == [("0.000001", "0.000001")]
+    assert entry["request"]["quantities"] == {"pos": {"inbound": Decimal("0.000001")}}
+    assert [(e["delta"], e["value"]) for e in entry["effects"]] == [
+        (Decimal("0.000001"), Decimal("0.000001"))
+    ]
     answer = await api.post("/onhand/indexquery", {"filters": {"organizationId": ["usmf"]}})
     assert b'"inbound":123456789.123457' in answer.content
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -51,7 +52,7 @@ async def test_list_journal_returns_accepted_mutations_in_order(
     first = page.entries[0]
     assert first.kind is OperationKind.ONHAND_CHANGE
     assert first.actor == writer.actor
-    assert first.request["quantities"] == {"pos": {"inbound": "1"}}
+    assert first.request["quantities"] == {"pos": {"inbound": Decimal("1")}}
     assert first.effects[0]["measure"] == "pos.inbound"
 
 

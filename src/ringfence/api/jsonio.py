@@ -12,27 +12,16 @@ import re
 from decimal import Decimal
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ringfence.domain.errors import FieldIssue, Invalid, PayloadTooLarge
-from ringfence.domain.quantity import format_quantity
+from ringfence.jsoncodec import dumps
 
 __all__ = ["MAX_DEPTH", "JsonResponse", "dumps", "loads", "read_json"]
 
 MAX_DEPTH = 32
 """Deepest nesting of arrays and objects accepted in a request body."""
-
-
-def _default(value: object) -> object:
-    if isinstance(value, Decimal):
-        return orjson.Fragment(format_quantity(value).encode())
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-
-def dumps(value: object) -> bytes:
-    return orjson.dumps(value, default=_default)
 
 
 class JsonResponse(JSONResponse):

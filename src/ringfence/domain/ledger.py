@@ -206,11 +206,15 @@ class ReservationBook:
     def __init__(self, loaded: Mapping[str, Reservation] | None = None) -> None:
         self._reservations: dict[str, Reservation] = dict(loaded or {})
         self._dirty: set[str] = set()
+        self.created = 0
+        """How many reservations this book has created (they are numbered in order)."""
 
     def get(self, reservation_id: str) -> Reservation | None:
         return self._reservations.get(reservation_id)
 
     def put(self, reservation: Reservation) -> None:
+        if reservation.reservation_id not in self._reservations:
+            self.created += 1
         self._reservations[reservation.reservation_id] = reservation
         self._dirty.add(reservation.reservation_id)
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 from ringfence.domain.configuration import MeasureRef
 from ringfence.domain.dimensions import Dimensions
 from ringfence.domain.operations import PartitionKey
-from ringfence.domain.quantity import ZERO, check_in_range, format_quantity
+from ringfence.domain.quantity import ZERO, check_in_range
 
 __all__ = ["MeasureChange", "MeasureKey", "MeasureState", "MeasureTable"]
 
@@ -47,8 +47,8 @@ class MeasureChange:
         return {
             "dimensions": self.key.dimensions.as_dict(),
             "measure": str(self.key.measure),
-            "delta": format_quantity(self.delta),
-            "value": format_quantity(self.value),
+            "delta": self.delta,
+            "value": self.value,
         }
 
 

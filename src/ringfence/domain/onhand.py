@@ -19,7 +19,7 @@ from ringfence.domain.errors import FieldIssue, Invalid, Location
 from ringfence.domain.ledger import Ledger, Needs
 from ringfence.domain.measures import MeasureChange, MeasureKey
 from ringfence.domain.operations import OperationKind, PartitionKey, fingerprint
-from ringfence.domain.quantity import format_quantity, parse_quantity
+from ringfence.domain.quantity import parse_quantity
 
 __all__ = [
     "OnHandChange",
@@ -175,9 +175,9 @@ class SetOnHand(_MeasureOperation):
 
 
 def _quantities_record(values: tuple[tuple[MeasureRef, Decimal], ...]) -> dict[str, object]:
-    record: dict[str, dict[str, str]] = {}
+    record: dict[str, dict[str, Decimal]] = {}
     for ref, value in values:
-        record.setdefault(ref.data_source, {})[ref.measure] = format_quantity(value)
+        record.setdefault(ref.data_source, {})[ref.measure] = value
     return dict(record)
 
 

@@ -114,7 +114,7 @@ class JournalEntry:
 
 
 def to_json_value(value: object) -> object:
-    """Plain JSON data for the journal: quantities become exact decimal strings."""
+    """Canonical JSON data: quantities become their exact decimal text (``10`` for 10.000)."""
     if isinstance(value, Decimal):
         return format_quantity(value)
     if isinstance(value, datetime):

@@ -22,7 +22,7 @@ from ringfence.domain.errors import FieldIssue, Invalid, Location, NotFound
 from ringfence.domain.ledger import Ledger, LevelScope, Needs, Reservation
 from ringfence.domain.measures import MeasureChange, MeasureKey
 from ringfence.domain.operations import Bucket, Context, OperationKind, PartitionKey, fingerprint
-from ringfence.domain.quantity import ZERO, format_quantity, parse_quantity
+from ringfence.domain.quantity import ZERO, parse_quantity
 
 __all__ = [
     "Reserve",
@@ -35,9 +35,11 @@ __all__ = [
 ]
 
 
-def new_reservation_id(context: Context) -> str:
-    """A unique id that sorts by creation time: 12 hex digits of milliseconds, 20 random."""
-    return f"{int(context.now.timestamp() * 1000):012x}{secrets.token_hex(10)}"
+def new_reservation_id(context: Context, serial: int) -> str:
+    """A unique id that sorts by creation: 14 hex digits of microseconds, 4 of the serial
+    number within the batch (which shares one time), 12 random."""
+    micros = int(context.now.timestamp() * 1_000_000)
+    return f"{micros:014x}{serial:04x}{secrets.token_hex(6)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +130,7 @@ class Reserve:
             "dimensions": self.dimensions.as_dict(),
             "quantityDataSource": self.measure.data_source,
             "modifier": self.measure.measure,
-            "quantity": format_quantity(self.quantity),
+            "quantity": self.quantity,
             "ifCheckAvailForReserv": self.checked,
         }
 
@@ -156,7 +158,7 @@ class Reserve:
             )
         [effect] = ledger.add([(self.key, self.quantity)])
         reservation = Reservation(
-            reservation_id=new_reservation_id(context),
+            reservation_id=new_reservation_id(context, ledger.reservations.created),
             partition=self.partition,
             dimensions=self.dimensions,
             measure=self.measure,
@@ -212,7 +214,7 @@ class Unreserve:
             "productId": self.partition.product_id if self.product_given else None,
             "reservationId": self.reservation_id,
             "dimensions": self.dimensions.as_dict() if self.dimensions is not None else None,
-            "OffsetQty": format_quantity(self.quantity),
+            "OffsetQty": self.quantity,
         }
 
     @property

@@ -12,12 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import URL, event, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from ringfence.jsoncodec import dumps, loads
 
 __all__ = ["Database", "async_url", "open_database", "sync_url"]
 
@@ -25,7 +26,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def _json_dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return dumps(value).decode()
 
 
 def async_url(text: str | URL) -> URL:
@@ -78,6 +79,7 @@ def _sqlite_engine(url: URL, *, write: bool, pool_size: int) -> AsyncEngine:
     engine = create_async_engine(
         url,
         json_serializer=_json_dumps,
+        json_deserializer=loads,
         pool_size=1 if write else pool_size,
         max_overflow=0,
         pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
@@ -118,6 +120,7 @@ def open_database(url_text: str | URL, *, pool_size: int = 8) -> Database:
     engine = create_async_engine(
         url,
         json_serializer=_json_dumps,
+        json_deserializer=loads,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,

@@ -27,7 +27,7 @@ from ringfence.domain.ledger import (
     Reservation,
 )
 from ringfence.domain.measures import MeasureKey, MeasureState
-from ringfence.domain.operations import JournalEntry, OperationKind, PartitionKey, to_json_value
+from ringfence.domain.operations import JournalEntry, OperationKind, PartitionKey
 from ringfence.domain.quantity import from_units, to_units
 from ringfence.domain.query import AggregateRow, OnHandSelection
 from ringfence.services.ports import (
@@ -658,9 +658,9 @@ class SqlJournalRepository(_Repository):
                 "kind": entry.kind.value,
                 "operation_id": entry.operation_id,
                 "fingerprint": entry.fingerprint,
-                "request": to_json_value(entry.request),
-                "effects": to_json_value(entry.effects),
-                "result": to_json_value(entry.result),
+                "request": entry.request,
+                "effects": list(entry.effects),
+                "result": entry.result,
                 "actor": entry.actor,
                 "recorded_at": entry.recorded_at,
             }

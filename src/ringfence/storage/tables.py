@@ -63,7 +63,10 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-Json = JSON().with_variant(JSONB(), "postgresql")
+Json = JSON()
+"""JSON kept as written (key order, exact numbers); never queried inside."""
+QueryableJson = JSON().with_variant(JSONB(), "postgresql")
+"""JSON that queries look inside (dimensions of on-hand rows): JSONB on PostgreSQL."""
 Sequence_ = BigInteger().with_variant(Integer(), "sqlite")
 Id = String(128)
 
@@ -129,7 +132,7 @@ onhand_measures = Table(
     Column("dimensions_key", Text, nullable=False),
     Column("data_source", String(64), nullable=False),
     Column("measure", String(64), nullable=False),
-    Column("dimensions", Json, nullable=False),
+    Column("dimensions", QueryableJson, nullable=False),
     Column("quantity", BigInteger, nullable=False),
     Column("set_at", UtcDateTime, nullable=True),
     PrimaryKeyConstraint(

@@ -1,0 +1,38 @@
+"""Exact JSON: quantities (``Decimal``) are written as the JSON numbers they are, and read back
+as ``Decimal``, never through binary floating point. Used by the API and by storage."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+__all__ = ["dumps", "loads"]
+
+
+def _plain(value: Decimal) -> bytes:
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return b"0" if text in ("-0", "") else text.encode()
+
+
+def _default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(_plain(value))
+    if isinstance(value, datetime):  # pragma: no cover - orjson writes datetimes itself
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def dumps(value: object) -> bytes:
+    """JSON bytes; every ``Decimal`` exactly, without exponent or trailing zeros."""
+    return orjson.dumps(value, default=_default)
+
+
+def loads(text: str | bytes) -> Any:
+    """Trusted JSON (written by :func:`dumps`): fractions come back as ``Decimal``."""
+    return json.loads(text, parse_float=Decimal)
