@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ringfence import __version__
-from ringfence.api import configuration, health, journal, onhand, reservations
+from ringfence.api import allocation, configuration, health, journal, onhand, reservations
 from ringfence.api.dependencies import ApiState
 from ringfence.api.errors import install_error_handlers
 from ringfence.api.health import Metrics
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     for router in (
         onhand.router,
         reservations.router,
+        allocation.router,
         configuration.router,
         journal.router,
         health.router,

@@ -254,10 +254,22 @@ def test_the_system_data_source_must_keep_its_allocation_measures() -> None:
 
 
 def test_the_system_data_source_is_required() -> None:
-    raw = document(calculatedMeasures={"iv.onhand": "pos.inbound"}, reservationMappings={})
+    raw = document(
+        calculatedMeasures={"iv.onhand": "pos.inbound"},
+        reservationMappings={},
+        features={"allocation": False},
+    )
     del raw["dataSources"]["@iv"]
 
     assert problems(raw) == ["dataSources"]
+
+
+def test_allocation_needs_the_pool_measure_and_a_group() -> None:
+    raw = document(
+        calculatedMeasures={"iv.onhand": "pos.inbound"}, reservationMappings={}, allocationGroups=[]
+    )
+
+    assert problems(raw) == ["calculatedMeasures", "allocationGroups"]
 
 
 def test_the_system_data_source_cannot_be_read_only() -> None:

@@ -29,15 +29,15 @@ def _name(node: ast.expr) -> str:
 
 
 def raised_codes() -> set[str]:
-    """Codes given to error constructors or to the helpers that build errors (``_invalid``)."""
+    """Codes given to error constructors, to the helpers that build errors (``_invalid``), or
+    as a ``code=`` argument to anything."""
     codes: set[str] = set()
     for path in (ROOT / "src" / "ringfence").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and (
-                _name(node.func) in RAISERS or _name(node.func).startswith("_invalid")
-            ):
+            if isinstance(node, ast.Call):
+                raiser = _name(node.func) in RAISERS or _name(node.func).startswith("_invalid")
                 arguments = [
-                    *node.args,
+                    *(node.args if raiser else ()),
                     *(keyword.value for keyword in node.keywords if keyword.arg == "code"),
                 ]
                 codes.update(
@@ -68,4 +68,9 @@ def test_every_raised_error_code_is_in_the_api_guide() -> None:
 def test_the_scan_finds_codes_raised_in_every_layer() -> None:
     codes = raised_codes()
 
-    assert {"invalid-quantity", "idempotency-key-reuse", "bulk-limit-exceeded"} <= codes
+    assert {
+        "invalid-quantity",
+        "idempotency-key-reuse",
+        "bulk-limit-exceeded",
+        "insufficient-available-to-allocate",
+    } <= codes

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
 from ringfence.domain.quantity import MAX_QUANTITY, SCALE
 
 __all__ = [
+    "AllocationItem",
+    "AllocationPublic",
+    "AllocationQueryBody",
+    "AllocationQueryPublic",
     "BulkResult",
     "ConfigurationDocument",
     "ConfigurationSummary",
+    "ConsumeItem",
     "ExactQuery",
     "IndexQuery",
     "JournalEntryPublic",
@@ -29,6 +34,7 @@ __all__ = [
     "OnHandRowPublic",
     "OperationResult",
     "Problem",
+    "ReallocateItem",
     "ReservationPagePublic",
     "ReservationPublic",
     "ReserveItem",
@@ -149,6 +155,93 @@ class ReservationPublic(_Model):
 class ReservationPagePublic(_Model):
     reservations: list[ReservationPublic]
     next: str | None = None
+
+
+class AllocationItem(_Model):
+    """Allocate, unallocate (IV's body). ``targetGroups`` is accepted as the old name of
+    ``groups``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "plan-2026-w48-web-vip-us",
+                    "organizationId": "usmf",
+                    "productId": "Bike",
+                    "dimensions": {"siteId": "1", "locationId": "11", "colorId": "red"},
+                    "groups": {"channel": "Web", "customerGroup": "VIP", "region": "US"},
+                    "quantity": 10,
+                }
+            ]
+        }
+    )
+
+    id: str
+    organization_id: str
+    product_id: str
+    dimension_data_source: str | None = None
+    dimensions: dict[str, str]
+    groups: dict[str, str] | None = None
+    target_groups: dict[str, str] | None = None
+    quantity: QuantityIn
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if self.groups is None and self.target_groups is None:
+            raise ValueError("give groups (or its old name, targetGroups)")
+        if (
+            self.groups is not None
+            and self.target_groups is not None
+            and self.groups != self.target_groups
+        ):
+            raise ValueError("groups and targetGroups differ; give one of them")
+        return self
+
+    @property
+    def path(self) -> dict[str, str]:
+        return self.groups if self.groups is not None else self.target_groups or {}
+
+
+class ReallocateItem(AllocationItem):
+    """Move a quantity from ``sourceGroups`` to ``groups`` (or ``targetGroups``)."""
+
+    source_groups: dict[str, str]
+
+
+class ConsumeItem(AllocationItem):
+    """Consume an allocation; each ``physicalMeasures`` entry becomes an on-hand change."""
+
+    physical_measures: dict[str, dict[str, str]] | None = None
+
+
+class AllocationQueryBody(_Model):
+    organization_id: str
+    product_id: str
+    dimension_data_source: str | None = None
+    dimensions: dict[str, str]
+    groups: dict[str, str] = Field(default_factory=dict)
+
+
+class SubtreePublic(_Model):
+    allocated: QuantityOut
+    consumed: QuantityOut
+
+
+class AllocationPublic(_Model):
+    groups: dict[str, str]
+    allocated: QuantityOut
+    cumulative_allocated: QuantityOut
+    consumed: QuantityOut
+    cumulative_consumed: QuantityOut
+    subtree: SubtreePublic
+
+
+class AllocationQueryPublic(_Model):
+    organization_id: str
+    product_id: str
+    dimensions: dict[str, str]
+    available_to_allocate: QuantityOut
+    allocations: list[AllocationPublic]
 
 
 class IndexQuery(_Model):

@@ -623,6 +623,16 @@ def parse_configuration(document: object) -> Configuration:
         else:
             features[name] = enabled
 
+    available = MeasureRef(SYSTEM_DATA_SOURCE, "@available_to_allocate")
+    if features["allocation"] and available not in calculated_refs:
+        parser.fail(
+            ("calculatedMeasures",),
+            f"allocation needs the calculated measure {available} (the pool); "
+            "define it or switch features.allocation off",
+        )
+    if features["allocation"] and not groups:
+        parser.fail(("allocationGroups",), "allocation needs at least one allocation group")
+
     for required in ("dataSources", "partitionDimensions", "dimensionHierarchy"):
         if required not in root and isinstance(document, Mapping):
             parser.fail((required,), "is required")

@@ -40,6 +40,10 @@ class OperationKind(StrEnum):
     SET_ONHAND = "setonhand"
     RESERVE = "reserve"
     UNRESERVE = "unreserve"
+    ALLOCATE = "allocate"
+    UNALLOCATE = "unallocate"
+    REALLOCATE = "reallocate"
+    CONSUME = "consume"
 
 
 class Bucket(StrEnum):

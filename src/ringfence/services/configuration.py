@@ -127,11 +127,47 @@ def validate_configuration(document: object) -> Configuration:
     return parse_configuration(document)
 
 
+@dataclass(frozen=True, slots=True)
+class _StoredData:
+    measures_in_use: set[MeasureRef]
+    has_onhand_rows: bool
+    allocations_in_use: bool
+    reservations_open: bool
+
+
+def _extends(proposed: tuple[str, ...], current: tuple[str, ...]) -> bool:
+    """Whether ``proposed`` keeps ``current`` as it is, only adding levels below."""
+    return proposed[: len(current)] == current
+
+
 def _blockers(
-    current: Configuration, proposed: Configuration, in_use: set[MeasureRef], has_rows: bool
+    current: Configuration, proposed: Configuration, stored: _StoredData
 ) -> list[FieldIssue]:
     """What in the stored data a change of configuration would corrupt or hide."""
     blockers: list[FieldIssue] = []
+    in_use, has_rows = stored.measures_in_use, stored.has_onhand_rows
+    if stored.allocations_in_use and not _extends(
+        proposed.allocation_groups, current.allocation_groups
+    ):
+        blockers.append(
+            FieldIssue(
+                ("allocationGroups",),
+                "quantities are allocated along "
+                f"{' > '.join(current.allocation_groups)}: levels can only be added below "
+                "until every path is unallocated or consumed",
+            )
+        )
+    if (stored.allocations_in_use or stored.reservations_open) and not _extends(
+        proposed.dimension_hierarchy, current.dimension_hierarchy
+    ):
+        blockers.append(
+            FieldIssue(
+                ("dimensionHierarchy",),
+                "allocations or open reservations are held at levels of "
+                f"{', '.join(current.dimension_hierarchy)}: dimensions can only be added at "
+                "the end",
+            )
+        )
     kept = set(proposed.physical_measures)
     for ref in sorted(in_use - kept):
         blockers.append(
@@ -180,12 +216,13 @@ async def apply_configuration(
                 extra={"currentVersion": current_version},
             )
         current = await load_configuration(work, environment_id)
-        blockers = _blockers(
-            current.configuration,
-            proposed,
-            await work.onhand.measures_in_use(environment_id),
-            await work.onhand.has_rows(environment_id),
+        data = _StoredData(
+            measures_in_use=await work.onhand.measures_in_use(environment_id),
+            has_onhand_rows=await work.onhand.has_rows(environment_id),
+            allocations_in_use=await work.allocations.in_use(environment_id),
+            reservations_open=await work.reservations.any_open(environment_id),
         )
+        blockers = _blockers(current.configuration, proposed, data)
         if blockers:
             raise Conflict(
                 "configuration-change-blocked",

@@ -16,10 +16,12 @@ from typing import Protocol
 
 from ringfence.domain.access import Role
 from ringfence.domain.configuration import MeasureRef
+from ringfence.domain.dimensions import Dimensions
 from ringfence.domain.ledger import (
     AllocationKey,
     AllocationState,
     Group,
+    GroupPath,
     LevelScope,
     Reservation,
 )
@@ -201,6 +203,10 @@ class ReservationRepository(Protocol):
         """In id order (ids sort by creation time)."""
         ...
 
+    async def any_open(self, environment_id: str) -> bool:
+        """Whether any reservation still holds something."""
+        ...
+
 
 class AllocationRepository(Protocol):
     async def load(
@@ -210,6 +216,16 @@ class AllocationRepository(Protocol):
     async def save(
         self, environment_id: str, states: Iterable[tuple[AllocationKey, AllocationState]]
     ) -> None: ...
+
+    async def at(
+        self, environment_id: str, partition: PartitionKey, dimensions: Dimensions
+    ) -> dict[GroupPath, AllocationState]:
+        """Every path that ever held quantity of a product at exact dimensions."""
+        ...
+
+    async def in_use(self, environment_id: str) -> bool:
+        """Whether any path holds an allocated quantity."""
+        ...
 
 
 class JournalRepository(Protocol):

@@ -16,10 +16,12 @@ from datetime import datetime
 from decimal import Decimal
 
 from ringfence.domain.configuration import MeasureRef
+from ringfence.domain.dimensions import Dimensions
 from ringfence.domain.ledger import (
     AllocationKey,
     AllocationState,
     Group,
+    GroupPath,
     LevelScope,
     Reservation,
 )
@@ -252,6 +254,12 @@ class _Reservations:
         )
         return found[: f.limit]
 
+    async def any_open(self, environment_id: str) -> bool:
+        return any(
+            env == environment_id and r.remaining > 0
+            for (env, _), r in self._state.reservations.items()
+        )
+
 
 class _Allocations:
     def __init__(self, state: MemoryState) -> None:
@@ -268,6 +276,21 @@ class _Allocations:
     ) -> None:
         for key, state in states:
             self._state.allocations[(environment_id, key)] = state
+
+    async def at(
+        self, environment_id: str, partition: PartitionKey, dimensions: Dimensions
+    ) -> dict[GroupPath, AllocationState]:
+        return {
+            key.path: state
+            for (env, key), state in self._state.allocations.items()
+            if env == environment_id and key.partition == partition and key.dimensions == dimensions
+        }
+
+    async def in_use(self, environment_id: str) -> bool:
+        return any(
+            env == environment_id and state.allocated != 0
+            for (env, _), state in self._state.allocations.items()
+        )
 
 
 class _Journal:

@@ -23,6 +23,7 @@ from ringfence.domain.ledger import (
     AllocationKey,
     AllocationState,
     Group,
+    GroupPath,
     LevelScope,
     Reservation,
 )
@@ -539,6 +540,17 @@ class SqlReservationRepository(_Repository):
         )
         return [_reservation(row) for row in rows]
 
+    async def any_open(self, environment_id: str) -> bool:
+        found = await self._connection.scalar(
+            select(reservations.c.reservation_id)
+            .where(
+                reservations.c.environment_id == environment_id,
+                reservations.c.quantity > reservations.c.offset_quantity,
+            )
+            .limit(1)
+        )
+        return found is not None
+
 
 _ALLOCATION_COLUMNS = (
     allocations.c.organization_id,
@@ -615,6 +627,27 @@ class SqlAllocationRepository(_Repository):
         )
         for chunk in _chunks(rows):
             await self._connection.execute(statement, list(chunk))
+
+    async def at(
+        self, environment_id: str, partition: PartitionKey, dimensions: Dimensions
+    ) -> dict[GroupPath, AllocationState]:
+        rows = await self._connection.execute(
+            select(allocations).where(
+                allocations.c.environment_id == environment_id,
+                allocations.c.organization_id == partition.organization_id,
+                allocations.c.product_id == partition.product_id,
+                allocations.c.dimensions_key == dimensions.key,
+            )
+        )
+        return {GroupPath.from_key(row.group_path): _allocation_state(row) for row in rows}
+
+    async def in_use(self, environment_id: str) -> bool:
+        found = await self._connection.scalar(
+            select(allocations.c.product_id)
+            .where(allocations.c.environment_id == environment_id, allocations.c.allocated != 0)
+            .limit(1)
+        )
+        return found is not None
 
 
 def _entry(row: Any) -> JournalEntry:

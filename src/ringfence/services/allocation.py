@@ -1,0 +1,245 @@
+"""Use cases of allocation: allocate, unallocate, reallocate, consume, query."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol, TypeVar
+
+from ringfence.domain.access import Principal, Role
+from ringfence.domain.allocation import (
+    AVAILABLE_TO_ALLOCATE,
+    Allocate,
+    AllocationRequest,
+    AllocationRow,
+    Consume,
+    ConsumeRequest,
+    Reallocate,
+    ReallocateRequest,
+    Unallocate,
+    allocation_rows,
+    resolve_group_path,
+    validate_allocate,
+    validate_consume,
+    validate_reallocate,
+    validate_unallocate,
+)
+from ringfence.domain.configuration import Configuration
+from ringfence.domain.dimensions import Dimensions, check_identifier
+from ringfence.domain.errors import Conflict, Forbidden
+from ringfence.domain.ledger import GroupPath, Ledger, LevelScope
+from ringfence.domain.operations import Context, ItemResult, OperationKind, PartitionKey
+from ringfence.services.configuration import load_configuration
+from ringfence.services.mutations import Applied, Operation, run_mutations
+from ringfence.services.ports import UnitOfWorkFactory
+
+__all__ = [
+    "AllocationQuery",
+    "AllocationView",
+    "allocate",
+    "consume",
+    "query_allocations",
+    "reallocate",
+    "unallocate",
+]
+
+Request = TypeVar("Request", bound=AllocationRequest)
+Op = TypeVar("Op", bound="_PathOperation")
+
+
+class _PathOperation(Operation, Protocol):
+    @property
+    def paths(self) -> tuple[GroupPath, ...]: ...
+
+
+def _scope(configuration: Configuration, principal: Principal) -> GroupPath | None:
+    """The group-path prefix a token is limited to (None: every path)."""
+    if not principal.group_scope:
+        return None
+    return resolve_group_path(configuration, dict(principal.group_scope), ("groups",))
+
+
+def _out_of_scope(scope: GroupPath) -> Forbidden:
+    return Forbidden(
+        "group-out-of-scope",
+        f"this token is limited to the allocation subtree {scope} "
+        f"({', '.join(f'{k}={v}' for k, v in scope.items)})",
+    )
+
+
+async def _run(
+    uow: UnitOfWorkFactory,
+    principal: Principal,
+    environment_id: str,
+    role: Role,
+    kind: OperationKind,
+    requests: Sequence[Request],
+    validate: Callable[[Configuration, Request], Op],
+    apply: Callable[[Op, Ledger, Context], Applied],
+) -> list[ItemResult]:
+    principal.require(role, environment_id)
+
+    def checked(configuration: Configuration, request: Request) -> Op:
+        operation = validate(configuration, request)
+        scope = _scope(configuration, principal)
+        if scope is not None and not all(path.starts_with(scope) for path in operation.paths):
+            raise _out_of_scope(scope)
+        return operation
+
+    return await run_mutations(uow, principal, environment_id, kind, requests, checked, apply)
+
+
+def _apply_allocate(operation: Allocate, ledger: Ledger, _: Context) -> Applied:
+    return Applied(tuple(operation.apply(ledger)), {})
+
+
+def _apply_unallocate(operation: Unallocate, ledger: Ledger, _: Context) -> Applied:
+    return Applied(tuple(operation.apply(ledger)), {})
+
+
+def _apply_reallocate(operation: Reallocate, ledger: Ledger, _: Context) -> Applied:
+    return Applied(tuple(operation.apply(ledger)), {})
+
+
+def _apply_consume(operation: Consume, ledger: Ledger, context: Context) -> Applied:
+    effects, reservation = operation.apply(ledger, context)
+    answer = {"reservationId": reservation.reservation_id} if reservation is not None else {}
+    return Applied(tuple(effects), answer)
+
+
+async def allocate(
+    uow: UnitOfWorkFactory,
+    principal: Principal,
+    environment_id: str,
+    requests: Sequence[AllocationRequest],
+) -> list[ItemResult]:
+    """Ring-fence quantities for group paths (planner)."""
+    return await _run(
+        uow,
+        principal,
+        environment_id,
+        Role.PLANNER,
+        OperationKind.ALLOCATE,
+        requests,
+        validate_allocate,
+        _apply_allocate,
+    )
+
+
+async def unallocate(
+    uow: UnitOfWorkFactory,
+    principal: Principal,
+    environment_id: str,
+    requests: Sequence[AllocationRequest],
+) -> list[ItemResult]:
+    """Return allocated quantities to the pool (planner)."""
+    return await _run(
+        uow,
+        principal,
+        environment_id,
+        Role.PLANNER,
+        OperationKind.UNALLOCATE,
+        requests,
+        validate_unallocate,
+        _apply_unallocate,
+    )
+
+
+async def reallocate(
+    uow: UnitOfWorkFactory,
+    principal: Principal,
+    environment_id: str,
+    requests: Sequence[ReallocateRequest],
+) -> list[ItemResult]:
+    """Move allocated quantities between paths in one step (planner)."""
+    return await _run(
+        uow,
+        principal,
+        environment_id,
+        Role.PLANNER,
+        OperationKind.REALLOCATE,
+        requests,
+        validate_reallocate,
+        _apply_reallocate,
+    )
+
+
+async def consume(
+    uow: UnitOfWorkFactory,
+    principal: Principal,
+    environment_id: str,
+    requests: Sequence[ConsumeRequest],
+) -> list[ItemResult]:
+    """Sell against an allocation, never beyond it (writer)."""
+    return await _run(
+        uow,
+        principal,
+        environment_id,
+        Role.WRITER,
+        OperationKind.CONSUME,
+        requests,
+        validate_consume,
+        _apply_consume,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationQuery:
+    organization_id: str
+    product_id: str
+    dimensions: Mapping[str, str]
+    groups: Mapping[str, str]
+    dimension_data_source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationView:
+    partition: PartitionKey
+    dimensions: Dimensions
+    available_to_allocate: Decimal
+    rows: list[AllocationRow]
+
+
+async def query_allocations(
+    uow: UnitOfWorkFactory, principal: Principal, environment_id: str, query: AllocationQuery
+) -> AllocationView:
+    """The pool at exact dimensions and every path under a prefix that ever held quantity."""
+    principal.require(Role.READER, environment_id)
+    async with uow(read_only=True) as work:
+        configuration = (await load_configuration(work, environment_id)).configuration
+        if not configuration.features.get("allocation", True):
+            raise Conflict(
+                "feature-disabled",
+                "allocation is switched off in this environment's configuration",
+            )
+        partition = PartitionKey(
+            check_identifier(query.organization_id, ("organizationId",), "organizationId"),
+            check_identifier(query.product_id, ("productId",), "productId"),
+        )
+        principal.require_organization(partition.organization_id)
+        source = configuration.check_dimension_data_source(
+            query.dimension_data_source, ("dimensionDataSource",)
+        )
+        dimensions = configuration.check_hierarchy_level(
+            configuration.resolve_dimensions(
+                query.dimensions, ("dimensions",), data_source=source, require_partition=True
+            ),
+            ("dimensions",),
+        )
+        prefix = resolve_group_path(configuration, query.groups, ("groups",), allow_empty=True)
+        scope = _scope(configuration, principal)
+        if scope is not None:
+            if scope.starts_with(prefix):
+                prefix = scope
+            elif not prefix.starts_with(scope):
+                raise _out_of_scope(scope)
+        paths = await work.allocations.at(environment_id, partition, dimensions)
+        anchor = dimensions.restricted_to(configuration.partition_dimensions)
+        below = configuration.dimension_hierarchy[len(configuration.partition_dimensions) :]
+        scope_key = LevelScope(partition, anchor)
+        levels = await work.onhand.level_sums(environment_id, [scope_key], below)
+    available = Ledger(configuration, levels=levels).available(
+        AVAILABLE_TO_ALLOCATE, partition, dimensions
+    )
+    return AllocationView(partition, dimensions, available, allocation_rows(paths, prefix))
