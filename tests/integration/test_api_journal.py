@@ -199,7 +199,7 @@ async def test_journal_page_of_exactly_the_limit_has_no_next(api: Api) -> None:
         ({"limit": 0}, "invalid-request", "query.limit"),
         ({"limit": 5000}, "invalid-request", "query.limit"),
         ({"limit": "many"}, "invalid-request", "query.limit"),
-        ({"kind": "allocate"}, "invalid-query", "kind"),
+        ({"kind": "teleport"}, "invalid-query", "kind"),
         ({"order": "sideways"}, "invalid-request", "query.order"),
         ({"since": "yesterday"}, "invalid-request", "query.since"),
         ({"after": "x"}, "invalid-request", "query.after"),
