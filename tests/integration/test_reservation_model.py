@@ -95,6 +95,11 @@ class ReservationMachine(RuleBasedStateMachine):
         )
         self.held: dict[str, tuple[Row, Decimal, Decimal]] = {}
         self.sent: list[tuple[str, object, ItemResult]] = []
+        self.services: dict[str, Any] = {
+            "onhand": post_onhand_changes,
+            "reserve": reserve,
+            "unreserve": unreserve,
+        }
         self.counter = 0
 
     def run(self, awaitable: Awaitable[T]) -> T:
@@ -203,9 +208,7 @@ class ReservationMachine(RuleBasedStateMachine):
     def replay(self, data: st.DataObject) -> None:
         accepted = [sent for sent in self.sent if sent[2].error is None]
         kind, request, first = data.draw(st.sampled_from(accepted))
-        service: Any = {"onhand": post_onhand_changes, "reserve": reserve, "unreserve": unreserve}[
-            kind
-        ]
+        service = self.services[kind]
         before = self.journal_length()
         [again] = self.run(service(self.container.uow, self.principal, self.environment, [request]))
         assert again.replayed
