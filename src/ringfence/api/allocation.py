@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -15,7 +17,7 @@ from ringfence.api.dependencies import (
 from ringfence.api.errors import ERROR_RESPONSES
 from ringfence.api.jsonio import JsonResponse
 from ringfence.api.openapi import json_body
-from ringfence.api.results import parse_single, single_response
+from ringfence.api.results import answer_single
 from ringfence.api.schemas import (
     AllocationItem,
     AllocationQueryBody,
@@ -39,42 +41,28 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/environment/{environmentId}/allocation", tags=["allocation"])
 
 
+def _fields(model: AllocationItem) -> dict[str, Any]:
+    return {
+        "id": model.id,
+        "organization_id": model.organization_id,
+        "product_id": model.product_id,
+        "dimensions": model.dimensions,
+        "groups": model.path,
+        "quantity": model.quantity,
+        "dimension_data_source": model.dimension_data_source,
+    }
+
+
 def _allocation(model: AllocationItem) -> AllocationRequest:
-    return AllocationRequest(
-        id=model.id,
-        organization_id=model.organization_id,
-        product_id=model.product_id,
-        dimensions=model.dimensions,
-        groups=model.path,
-        quantity=model.quantity,
-        dimension_data_source=model.dimension_data_source,
-    )
+    return AllocationRequest(**_fields(model))
 
 
 def _reallocation(model: ReallocateItem) -> ReallocateRequest:
-    return ReallocateRequest(
-        id=model.id,
-        organization_id=model.organization_id,
-        product_id=model.product_id,
-        dimensions=model.dimensions,
-        groups=model.path,
-        quantity=model.quantity,
-        dimension_data_source=model.dimension_data_source,
-        source_groups=model.source_groups,
-    )
+    return ReallocateRequest(**_fields(model), source_groups=model.source_groups)
 
 
 def _consumption(model: ConsumeItem) -> ConsumeRequest:
-    return ConsumeRequest(
-        id=model.id,
-        organization_id=model.organization_id,
-        product_id=model.product_id,
-        dimensions=model.dimensions,
-        groups=model.path,
-        quantity=model.quantity,
-        dimension_data_source=model.dimension_data_source,
-        physical_measures=model.physical_measures,
-    )
+    return ConsumeRequest(**_fields(model), physical_measures=model.physical_measures)
 
 
 @router.post(
@@ -92,9 +80,12 @@ def _consumption(model: ConsumeItem) -> ConsumeRequest:
 async def post_allocate(
     environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
 ) -> Response:
-    items, refused = parse_single(await read_body(request), AllocationItem, _allocation)
-    results = await allocate(uow, principal, environment_id, items)
-    return single_response([*results, *refused][0], request.url.path)
+    return await answer_single(
+        request,
+        AllocationItem,
+        _allocation,
+        lambda items: allocate(uow, principal, environment_id, items),
+    )
 
 
 @router.post(
@@ -107,9 +98,12 @@ async def post_allocate(
 async def post_unallocate(
     environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
 ) -> Response:
-    items, refused = parse_single(await read_body(request), AllocationItem, _allocation)
-    results = await unallocate(uow, principal, environment_id, items)
-    return single_response([*results, *refused][0], request.url.path)
+    return await answer_single(
+        request,
+        AllocationItem,
+        _allocation,
+        lambda items: unallocate(uow, principal, environment_id, items),
+    )
 
 
 @router.post(
@@ -124,9 +118,12 @@ async def post_unallocate(
 async def post_reallocate(
     environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
 ) -> Response:
-    items, refused = parse_single(await read_body(request), ReallocateItem, _reallocation)
-    results = await reallocate(uow, principal, environment_id, items)
-    return single_response([*results, *refused][0], request.url.path)
+    return await answer_single(
+        request,
+        ReallocateItem,
+        _reallocation,
+        lambda items: reallocate(uow, principal, environment_id, items),
+    )
 
 
 @router.post(
@@ -146,9 +143,12 @@ async def post_reallocate(
 async def post_consume(
     environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
 ) -> Response:
-    items, refused = parse_single(await read_body(request), ConsumeItem, _consumption)
-    results = await consume(uow, principal, environment_id, items)
-    return single_response([*results, *refused][0], request.url.path)
+    return await answer_single(
+        request,
+        ConsumeItem,
+        _consumption,
+        lambda items: consume(uow, principal, environment_id, items),
+    )
 
 
 @router.post(

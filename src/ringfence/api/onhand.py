@@ -15,14 +15,7 @@ from ringfence.api.dependencies import (
 from ringfence.api.errors import ERROR_RESPONSES
 from ringfence.api.jsonio import JsonResponse
 from ringfence.api.openapi import json_body
-from ringfence.api.results import (
-    MAX_BULK_ITEMS,
-    bulk_response,
-    parse_bulk,
-    parse_single,
-    reindex,
-    single_response,
-)
+from ringfence.api.results import MAX_BULK_ITEMS, answer_bulk, answer_single
 from ringfence.api.schemas import (
     BulkResult,
     ExactQuery,
@@ -94,9 +87,12 @@ def _rows(rows: list[OnHandRow]) -> Response:
 async def post_onhand(
     environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
 ) -> Response:
-    changes, refused = parse_single(await read_body(request), OnHandChange, _change)
-    results = await post_onhand_changes(uow, principal, environment_id, changes)
-    return single_response([*results, *refused][0], request.url.path)
+    return await answer_single(
+        request,
+        OnHandChange,
+        _change,
+        lambda items: post_onhand_changes(uow, principal, environment_id, items),
+    )
 
 
 @router.post(
@@ -109,9 +105,12 @@ async def post_onhand(
 async def post_onhand_bulk(
     environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
 ) -> Response:
-    changes, positions, refused = parse_bulk(await read_body(request), OnHandChange, _change)
-    results = await post_onhand_changes(uow, principal, environment_id, changes)
-    return bulk_response([*reindex(results, positions), *refused])
+    return await answer_bulk(
+        request,
+        OnHandChange,
+        _change,
+        lambda items: post_onhand_changes(uow, principal, environment_id, items),
+    )
 
 
 @router.post(
@@ -128,9 +127,12 @@ async def post_setonhand_bulk(
     principal: PrincipalDep,
     uow: UnitOfWorkDep,
 ) -> Response:
-    counts, positions, refused = parse_bulk(await read_body(request), SetOnHandItem, _count)
-    results = await set_onhand(uow, principal, environment_id, data_source, counts)
-    return bulk_response([*reindex(results, positions), *refused])
+    return await answer_bulk(
+        request,
+        SetOnHandItem,
+        _count,
+        lambda items: set_onhand(uow, principal, environment_id, data_source, items),
+    )
 
 
 @router.post(

@@ -7,18 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from ringfence.api.dependencies import EnvironmentId, PrincipalDep, UnitOfWorkDep, read_body
+from ringfence.api.dependencies import EnvironmentId, PrincipalDep, UnitOfWorkDep
 from ringfence.api.errors import ERROR_RESPONSES
 from ringfence.api.jsonio import JsonResponse
 from ringfence.api.openapi import json_body
-from ringfence.api.results import (
-    MAX_BULK_ITEMS,
-    bulk_response,
-    parse_bulk,
-    parse_single,
-    reindex,
-    single_response,
-)
+from ringfence.api.results import MAX_BULK_ITEMS, answer_bulk, answer_single
 from ringfence.api.schemas import (
     BulkResult,
     OperationResult,
@@ -82,9 +75,9 @@ def _unreserve(model: UnreserveItem) -> UnreserveRequest:
 async def post_reserve(
     environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
 ) -> Response:
-    items, refused = parse_single(await read_body(request), ReserveItem, _reserve)
-    results = await reserve(uow, principal, environment_id, items)
-    return single_response([*results, *refused][0], request.url.path)
+    return await answer_single(
+        request, ReserveItem, _reserve, lambda items: reserve(uow, principal, environment_id, items)
+    )
 
 
 @router.post(
@@ -97,9 +90,9 @@ async def post_reserve(
 async def post_reserve_bulk(
     environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
 ) -> Response:
-    items, positions, refused = parse_bulk(await read_body(request), ReserveItem, _reserve)
-    results = await reserve(uow, principal, environment_id, items)
-    return bulk_response([*reindex(results, positions), *refused])
+    return await answer_bulk(
+        request, ReserveItem, _reserve, lambda items: reserve(uow, principal, environment_id, items)
+    )
 
 
 @router.post(
@@ -117,9 +110,12 @@ async def post_reserve_bulk(
 async def post_unreserve(
     environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
 ) -> Response:
-    items, refused = parse_single(await read_body(request), UnreserveItem, _unreserve)
-    results = await unreserve(uow, principal, environment_id, items)
-    return single_response([*results, *refused][0], request.url.path)
+    return await answer_single(
+        request,
+        UnreserveItem,
+        _unreserve,
+        lambda items: unreserve(uow, principal, environment_id, items),
+    )
 
 
 @router.post(
@@ -132,9 +128,12 @@ async def post_unreserve(
 async def post_unreserve_bulk(
     environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
 ) -> Response:
-    items, positions, refused = parse_bulk(await read_body(request), UnreserveItem, _unreserve)
-    results = await unreserve(uow, principal, environment_id, items)
-    return bulk_response([*reindex(results, positions), *refused])
+    return await answer_bulk(
+        request,
+        UnreserveItem,
+        _unreserve,
+        lambda items: unreserve(uow, principal, environment_id, items),
+    )
 
 
 @router.get(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
 from starlette.responses import Response
 
+from ringfence.api.dependencies import read_body
 from ringfence.api.errors import invalid_from_validation, problem_body, problem_response
 from ringfence.api.jsonio import JsonResponse
 from ringfence.domain.errors import FieldIssue, Invalid
@@ -16,6 +18,8 @@ from ringfence.domain.operations import Bucket, ItemResult
 
 __all__ = [
     "MAX_BULK_ITEMS",
+    "answer_bulk",
+    "answer_single",
     "bulk_response",
     "parse_bulk",
     "parse_single",
@@ -28,6 +32,28 @@ REPLAYED = "Idempotent-Replayed"
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
+
+
+Service = Callable[[list[R]], Awaitable[list[ItemResult]]]
+"""A service function with everything but its requests already given."""
+
+
+async def answer_single(
+    request: Request, model: type[M], convert: Callable[[M], R], service: Service[R]
+) -> Response:
+    """Parse one operation's body, run it, answer it (or its refusal, with its id)."""
+    items, refused = parse_single(await read_body(request), model, convert)
+    results = await service(items)
+    return single_response([*results, *refused][0], request.url.path)
+
+
+async def answer_bulk(
+    request: Request, model: type[M], convert: Callable[[M], R], service: Service[R]
+) -> Response:
+    """Parse a bulk body item by item, run the valid items, answer every item in its bucket."""
+    items, positions, refused = parse_bulk(await read_body(request), model, convert)
+    results = await service(items)
+    return bulk_response([*reindex(results, positions), *refused])
 
 
 def single_response(result: ItemResult, instance: str) -> Response:

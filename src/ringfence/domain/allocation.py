@@ -245,11 +245,12 @@ def _records(effects: Iterable[MeasureChange]) -> list[dict[str, object]]:
 
 
 @dataclass(frozen=True, slots=True)
-class Allocate:
-    target: _Target
-    scope: LevelScope
+class _PathOperation:
+    """What the four moves share: one target (product, dimensions, path, quantity)."""
 
-    kind: ClassVar[OperationKind] = OperationKind.ALLOCATE
+    target: _Target
+
+    kind: ClassVar[OperationKind]
 
     @property
     def id(self) -> str:
@@ -259,6 +260,11 @@ class Allocate:
     def partition(self) -> PartitionKey:
         return self.target.partition
 
+    @property
+    def paths(self) -> tuple[GroupPath, ...]:
+        """Every path the operation touches (a token's group scope must cover them all)."""
+        return (self.target.path,)
+
     def to_record(self) -> dict[str, object]:
         return _record(self.target)
 
@@ -266,9 +272,12 @@ class Allocate:
     def fingerprint(self) -> str:
         return fingerprint(self.kind, self.to_record())
 
-    @property
-    def paths(self) -> tuple[GroupPath, ...]:
-        return (self.target.path,)
+
+@dataclass(frozen=True, slots=True)
+class Allocate(_PathOperation):
+    scope: LevelScope
+
+    kind: ClassVar[OperationKind] = OperationKind.ALLOCATE
 
     def needs(self) -> Needs:
         t = self.target
@@ -296,29 +305,8 @@ class Allocate:
 
 
 @dataclass(frozen=True, slots=True)
-class Unallocate:
-    target: _Target
-
+class Unallocate(_PathOperation):
     kind: ClassVar[OperationKind] = OperationKind.UNALLOCATE
-
-    @property
-    def id(self) -> str:
-        return self.target.id
-
-    @property
-    def partition(self) -> PartitionKey:
-        return self.target.partition
-
-    def to_record(self) -> dict[str, object]:
-        return _record(self.target)
-
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.kind, self.to_record())
-
-    @property
-    def paths(self) -> tuple[GroupPath, ...]:
-        return (self.target.path,)
 
     def needs(self) -> Needs:
         t = self.target
@@ -334,26 +322,13 @@ class Unallocate:
 
 
 @dataclass(frozen=True, slots=True)
-class Reallocate:
-    target: _Target
+class Reallocate(_PathOperation):
     source: GroupPath
 
     kind: ClassVar[OperationKind] = OperationKind.REALLOCATE
 
-    @property
-    def id(self) -> str:
-        return self.target.id
-
-    @property
-    def partition(self) -> PartitionKey:
-        return self.target.partition
-
     def to_record(self) -> dict[str, object]:
         return _record(self.target, sourceGroups=self.source.as_dict())
-
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.kind, self.to_record())
 
     @property
     def paths(self) -> tuple[GroupPath, ...]:
@@ -383,22 +358,13 @@ class Reallocate:
 
 
 @dataclass(frozen=True, slots=True)
-class Consume:
-    target: _Target
+class Consume(_PathOperation):
     physical: tuple[tuple[MeasureRef, int], ...]
     """Each physical measure with +1 (Addition) or -1 (Subtraction)."""
     reservation_measure: MeasureRef | None
     """Set when consuming into the reservation measure: a soft reservation is made."""
 
     kind: ClassVar[OperationKind] = OperationKind.CONSUME
-
-    @property
-    def id(self) -> str:
-        return self.target.id
-
-    @property
-    def partition(self) -> PartitionKey:
-        return self.target.partition
 
     def to_record(self) -> dict[str, object]:
         measures: dict[str, dict[str, str]] = {}
@@ -407,14 +373,6 @@ class Consume:
                 "Addition" if sign > 0 else "Subtraction"
             )
         return _record(self.target, physicalMeasures=measures)
-
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.kind, self.to_record())
-
-    @property
-    def paths(self) -> tuple[GroupPath, ...]:
-        return (self.target.path,)
 
     def needs(self) -> Needs:
         t = self.target
