@@ -10,16 +10,19 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from starlette.responses import Response
 
 from ringfence import __version__
 from ringfence.api import allocation, configuration, health, journal, onhand, reservations
 from ringfence.api.dependencies import ApiState
-from ringfence.api.errors import install_error_handlers
+from ringfence.api.errors import install_error_handlers, problem_response
 from ringfence.api.health import Metrics
 from ringfence.api.openapi import install_openapi
 from ringfence.bootstrap import Container, build
+from ringfence.domain.errors import RingfenceError
 from ringfence.settings import Settings
+from ringfence.web import error_page, install_web
 
 __all__ = ["create_app"]
 
@@ -31,6 +34,21 @@ available at any dimension level, and (soon) ring-fence stock for channels and c
 Paths and bodies follow Dynamics 365 Inventory Visibility's public API. Send
 `Authorization: Bearer <token>` (create one with `ringfence token create`).
 """
+
+
+API_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
+
+
+def _answer_errors_in_kind(app: FastAPI) -> None:
+    """Refusals answer API clients with problem details and browsers with a page."""
+
+    async def refused(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RingfenceError)
+        if request.url.path.startswith(API_PREFIXES):
+            return problem_response(error, instance=request.url.path)
+        return error_page(request, error)
+
+    app.add_exception_handler(RingfenceError, refused)
 
 
 def create_app(settings: Settings | None = None, *, container: Container | None = None) -> FastAPI:
@@ -70,6 +88,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         health.router,
     ):
         app.include_router(router)
+    install_web(app, services.uow)
+    _answer_errors_in_kind(app)
     install_openapi(app)
     app.add_middleware(metrics.middleware)
     return app

@@ -23,12 +23,8 @@ from starlette.responses import Response
 from ringfence.api.jsonio import JsonResponse
 from ringfence.api.schemas import Problem
 from ringfence.domain.errors import (
-    Conflict,
     FieldIssue,
-    Forbidden,
     Invalid,
-    NotFound,
-    PayloadTooLarge,
     RingfenceError,
     Unauthenticated,
     Unavailable,
@@ -55,22 +51,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 """OpenAPI ``responses`` for the problems any API route may answer."""
 
-_STATUS: tuple[tuple[type[RingfenceError], int], ...] = (
-    (PayloadTooLarge, 413),
-    (Invalid, 422),
-    (Unauthenticated, 401),
-    (Forbidden, 403),
-    (NotFound, 404),
-    (Conflict, 409),
-    (Unavailable, 503),
-)
-
 
 def status_of(error: RingfenceError) -> int:
-    for kind, status in _STATUS:
-        if isinstance(error, kind):
-            return status
-    return 400
+    return error.status
 
 
 def problem_body(

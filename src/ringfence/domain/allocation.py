@@ -52,6 +52,7 @@ __all__ = [
     "ReallocateRequest",
     "Unallocate",
     "allocation_rows",
+    "pool_neutral_modifiers",
     "resolve_group_path",
     "validate_allocate",
     "validate_consume",
@@ -469,8 +470,9 @@ def _pool_effect(configuration: Configuration, physical: Sequence[tuple[MeasureR
     return sum(coefficients.get(ref, 0) * delta for ref, delta in moves.items())
 
 
-def _neutral_choices(configuration: Configuration) -> list[str]:
-    """Single physicalMeasures entries that keep the pool unchanged, e.g. pos.outbound Addition."""
+def pool_neutral_modifiers(configuration: Configuration) -> list[tuple[MeasureRef, str]]:
+    """Single physicalMeasures entries that keep the pool unchanged, e.g. (pos.outbound,
+    "Addition")."""
     coefficients = configuration.expansions.get(AVAILABLE_TO_ALLOCATE, {})
     wanted = -_pool_effect(configuration, ())
     choices = []
@@ -482,7 +484,7 @@ def _neutral_choices(configuration: Configuration) -> list[str]:
             continue
         for name, sign in MODIFIERS.items():
             if coefficient * sign == wanted:
-                choices.append(f'{{"{ref.data_source}": {{"{ref.measure}": "{name.title()}"}}}}')
+                choices.append((ref, name.title()))
     return choices
 
 
@@ -516,7 +518,10 @@ def validate_consume(configuration: Configuration, request: ConsumeRequest) -> C
             physical.append((ref, sign))
     movement = _pool_effect(configuration, physical)
     if movement:
-        choices = _neutral_choices(configuration)
+        choices = [
+            f'{{"{ref.data_source}": {{"{ref.measure}": "{modifier}"}}}}'
+            for ref, modifier in pool_neutral_modifiers(configuration)
+        ]
         hint = (
             "; to keep the pool unchanged, use physicalMeasures such as " + " or ".join(choices)
             if choices

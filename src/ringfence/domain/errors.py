@@ -1,9 +1,10 @@
 """The one error tree of Ringfence.
 
 Every expected failure is a :class:`RingfenceError` with a stable ``code`` (a short kebab-case
-word that clients may branch on) and a ``detail`` a person can act on. Entry points map the
-classes, never the codes, to their own vocabulary: the API to HTTP problem details
-(``ringfence.api.errors``), the CLI to exit codes (``ringfence.cli.main``).
+word that clients may branch on) and a ``detail`` a person can act on. Each class carries its
+HTTP meaning (``status``); entry points render the classes, never the codes: the API as problem
+details (``ringfence.api.errors``), the web pages next to their forms, the CLI as exit codes
+(``ringfence.cli.main``).
 
 ::
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 __all__ = [
     "Conflict",
@@ -65,7 +67,8 @@ class RingfenceError(Exception):
     issues: Sequence[FieldIssue] = field(default_factory=tuple)
     extra: Mapping[str, object] = field(default_factory=dict)
 
-    title = "Request failed"
+    title: ClassVar[str] = "Request failed"
+    status: ClassVar[int] = 400
 
     def __post_init__(self) -> None:
         super().__init__(self.detail)
@@ -76,27 +79,34 @@ class RingfenceError(Exception):
 
 class Invalid(RingfenceError):
     title = "Invalid request"
+    status = 422
 
 
 class PayloadTooLarge(Invalid):
     title = "Request too large"
+    status = 413
 
 
 class Unauthenticated(RingfenceError):
     title = "Authentication required"
+    status = 401
 
 
 class Forbidden(RingfenceError):
     title = "Forbidden"
+    status = 403
 
 
 class NotFound(RingfenceError):
     title = "Not found"
+    status = 404
 
 
 class Conflict(RingfenceError):
     title = "Conflict"
+    status = 409
 
 
 class Unavailable(RingfenceError):
     title = "Service unavailable"
+    status = 503

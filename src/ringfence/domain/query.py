@@ -61,6 +61,7 @@ class OnHandSelection:
     """A validated selection, in base dimension names, for storage to aggregate."""
 
     organization_ids: tuple[str, ...]
+    """Empty: every organization (queries from the API always name at least one)."""
     product_ids: tuple[str, ...]
     """Empty: every product."""
     group_by: tuple[str, ...]

@@ -39,6 +39,7 @@ __all__ = [
     "AllocationView",
     "allocate",
     "consume",
+    "group_scope",
     "query_allocations",
     "reallocate",
     "unallocate",
@@ -53,7 +54,7 @@ class _PathOperation(Operation, Protocol):
     def paths(self) -> tuple[GroupPath, ...]: ...
 
 
-def _scope(configuration: Configuration, principal: Principal) -> GroupPath | None:
+def group_scope(configuration: Configuration, principal: Principal) -> GroupPath | None:
     """The group-path prefix a token is limited to (None: every path)."""
     if not principal.group_scope:
         return None
@@ -82,7 +83,7 @@ async def _run(
 
     def checked(configuration: Configuration, request: Request) -> Op:
         operation = validate(configuration, request)
-        scope = _scope(configuration, principal)
+        scope = group_scope(configuration, principal)
         if scope is not None and not all(path.starts_with(scope) for path in operation.paths):
             raise _out_of_scope(scope)
         return operation
@@ -199,6 +200,8 @@ class AllocationView:
     dimensions: Dimensions
     available_to_allocate: Decimal
     rows: list[AllocationRow]
+    pool_by_level: list[tuple[Dimensions, Decimal]]
+    """The pool at the dimensions and at every level above them, deepest first."""
 
 
 async def query_allocations(
@@ -228,7 +231,7 @@ async def query_allocations(
             ("dimensions",),
         )
         prefix = resolve_group_path(configuration, query.groups, ("groups",), allow_empty=True)
-        scope = _scope(configuration, principal)
+        scope = group_scope(configuration, principal)
         if scope is not None:
             if scope.starts_with(prefix):
                 prefix = scope
@@ -239,7 +242,9 @@ async def query_allocations(
         below = configuration.dimension_hierarchy[len(configuration.partition_dimensions) :]
         scope_key = LevelScope(partition, anchor)
         levels = await work.onhand.level_sums(environment_id, [scope_key], below)
-    available = Ledger(configuration, levels=levels).available(
-        AVAILABLE_TO_ALLOCATE, partition, dimensions
-    )
-    return AllocationView(partition, dimensions, available, allocation_rows(paths, prefix))
+    ledger = Ledger(configuration, levels=levels)
+    pools = [
+        (level, ledger.available(AVAILABLE_TO_ALLOCATE, partition, level))
+        for level in configuration.levels(dimensions)
+    ]
+    return AllocationView(partition, dimensions, pools[0][1], allocation_rows(paths, prefix), pools)

@@ -40,6 +40,8 @@ __all__ = [
     "PartitionRepository",
     "ReservationFilter",
     "ReservationRepository",
+    "SessionRecord",
+    "SessionRepository",
     "StoredConfiguration",
     "TokenRecord",
     "TokenRepository",
@@ -144,6 +146,18 @@ class PartitionRepository(Protocol):
         """
         ...
 
+    async def catalog(
+        self,
+        environment_id: str,
+        *,
+        organizations: Sequence[str] | None = None,
+        search: str = "",
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[PartitionKey], int]:
+        """Products that ever changed, ordered, whose id contains ``search``; and their count."""
+        ...
+
 
 class OnHandRepository(Protocol):
     async def load(
@@ -227,6 +241,35 @@ class AllocationRepository(Protocol):
         """Whether any path holds an allocated quantity."""
         ...
 
+    async def for_products(
+        self, environment_id: str, partitions: Sequence[PartitionKey]
+    ) -> list[tuple[AllocationKey, AllocationState]]:
+        """Every allocation row of these products, at any dimensions."""
+        ...
+
+    async def nearly_used_up(
+        self, environment_id: str, *, remaining_share: Decimal, limit: int
+    ) -> list[tuple[AllocationKey, AllocationState]]:
+        """Paths that received something and keep at most ``remaining_share`` of it, least first."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    session_hash: str
+    token_id: str
+    csrf: str
+    created_at: datetime
+    expires_at: datetime
+
+
+class SessionRepository(Protocol):
+    async def add(self, record: SessionRecord) -> None: ...
+
+    async def get(self, session_hash: str) -> SessionRecord | None: ...
+
+    async def delete(self, session_hash: str) -> None: ...
+
 
 class JournalRepository(Protocol):
     async def find(
@@ -266,6 +309,9 @@ class UnitOfWork(Protocol):
 
     @property
     def journal(self) -> JournalRepository: ...
+
+    @property
+    def sessions(self) -> SessionRepository: ...
 
     async def commit(self) -> None: ...
 

@@ -25,6 +25,7 @@ __all__ = [
     "authenticate",
     "create_token",
     "list_tokens",
+    "principal_of",
     "revoke_token",
 ]
 
@@ -124,6 +125,11 @@ async def authenticate(uow: UnitOfWorkFactory, token: str) -> Principal:
         raise Unauthenticated("invalid-token", _INVALID)
     if record.revoked_at is not None:
         raise Unauthenticated("invalid-token", _INVALID)
+    return principal_of(record)
+
+
+def principal_of(record: TokenRecord) -> Principal:
+    """The principal a (valid) token record stands for."""
     return Principal(
         environment_id=record.environment_id,
         role=record.role,

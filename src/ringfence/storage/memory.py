@@ -33,6 +33,7 @@ from ringfence.services.ports import (
     DuplicateOperation,
     JournalFilter,
     ReservationFilter,
+    SessionRecord,
     StoredConfiguration,
     TokenRecord,
     UnitOfWork,
@@ -51,6 +52,7 @@ class MemoryState:
     measures: dict[tuple[str, MeasureKey], MeasureState] = field(default_factory=dict)
     reservations: dict[tuple[str, str], Reservation] = field(default_factory=dict)
     allocations: dict[tuple[str, AllocationKey], AllocationState] = field(default_factory=dict)
+    sessions: dict[str, SessionRecord] = field(default_factory=dict)
     journal: list[tuple[str, JournalEntry]] = field(default_factory=list)
     sequence: int = 0
 
@@ -142,6 +144,38 @@ class _Partitions:
                 self._state.partitions.get((environment_id, key), 0) + 1
             )
 
+    async def catalog(
+        self,
+        environment_id: str,
+        *,
+        organizations: Sequence[str] | None = None,
+        search: str = "",
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[PartitionKey], int]:
+        found = sorted(
+            key
+            for env, key in self._state.partitions
+            if env == environment_id
+            and (organizations is None or key.organization_id in organizations)
+            and search.lower() in key.product_id.lower()
+        )
+        return found[offset : offset + limit], len(found)
+
+
+class _Sessions:
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    async def add(self, record: SessionRecord) -> None:
+        self._state.sessions[record.session_hash] = record
+
+    async def get(self, session_hash: str) -> SessionRecord | None:
+        return self._state.sessions.get(session_hash)
+
+    async def delete(self, session_hash: str) -> None:
+        self._state.sessions.pop(session_hash, None)
+
 
 class _OnHand:
     def __init__(self, state: MemoryState) -> None:
@@ -171,7 +205,10 @@ class _OnHand:
             dimensions = key.dimensions
             if (
                 env != environment_id
-                or key.partition.organization_id not in selection.organization_ids
+                or (
+                    selection.organization_ids
+                    and key.partition.organization_id not in selection.organization_ids
+                )
                 or (selection.product_ids and key.partition.product_id not in selection.product_ids)
                 or any(
                     dimensions.get(name) not in values
@@ -286,6 +323,29 @@ class _Allocations:
             if env == environment_id and key.partition == partition and key.dimensions == dimensions
         }
 
+    async def for_products(
+        self, environment_id: str, partitions: Sequence[PartitionKey]
+    ) -> list[tuple[AllocationKey, AllocationState]]:
+        wanted = set(partitions)
+        return [
+            (key, state)
+            for (env, key), state in self._state.allocations.items()
+            if env == environment_id and key.partition in wanted
+        ]
+
+    async def nearly_used_up(
+        self, environment_id: str, *, remaining_share: Decimal, limit: int
+    ) -> list[tuple[AllocationKey, AllocationState]]:
+        found = [
+            (key, state)
+            for (env, key), state in self._state.allocations.items()
+            if env == environment_id
+            and state.cumulative_allocated > 0
+            and state.allocated <= state.cumulative_allocated * remaining_share
+        ]
+        found.sort(key=lambda item: (item[1].allocated, item[0].partition, item[0].path.key))
+        return found[:limit]
+
     async def in_use(self, environment_id: str) -> bool:
         return any(
             env == environment_id and state.allocated != 0
@@ -362,6 +422,7 @@ class MemoryUnitOfWork:
         self.reservations = _Reservations(state)
         self.allocations = _Allocations(state)
         self.journal = _Journal(state)
+        self.sessions = _Sessions(state)
 
     async def commit(self) -> None:
         self.committed = True

@@ -35,6 +35,7 @@ from ringfence.services.ports import (
     DuplicateOperation,
     JournalFilter,
     ReservationFilter,
+    SessionRecord,
     StoredConfiguration,
     TokenRecord,
 )
@@ -46,6 +47,7 @@ from ringfence.storage.tables import (
     onhand_measures,
     partitions,
     reservations,
+    sessions,
     tokens,
 )
 
@@ -57,6 +59,7 @@ __all__ = [
     "SqlOnHandRepository",
     "SqlPartitionRepository",
     "SqlReservationRepository",
+    "SqlSessionRepository",
     "SqlTokenRepository",
 ]
 
@@ -98,6 +101,13 @@ class SqlEnvironmentRepository(_Repository):
         )
 
     async def delete(self, environment_id: str) -> None:
+        await self._connection.execute(
+            delete(sessions).where(
+                sessions.c.token_id.in_(
+                    select(tokens.c.token_id).where(tokens.c.environment_id == environment_id)
+                )
+            )
+        )
         for table in (
             onhand_measures,
             allocations,
@@ -276,6 +286,34 @@ class SqlPartitionRepository(_Repository):
             )
             await self._connection.execute(statement)
 
+    async def catalog(
+        self,
+        environment_id: str,
+        *,
+        organizations: Sequence[str] | None = None,
+        search: str = "",
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[PartitionKey], int]:
+        conditions: list[ColumnElement[bool]] = [partitions.c.environment_id == environment_id]
+        if organizations is not None:
+            conditions.append(partitions.c.organization_id.in_(organizations))
+        if search:
+            conditions.append(
+                func.lower(partitions.c.product_id).contains(search.lower(), autoescape=True)
+            )
+        total = await self._connection.scalar(
+            select(func.count()).select_from(partitions).where(*conditions)
+        )
+        rows = await self._connection.execute(
+            select(partitions.c.organization_id, partitions.c.product_id)
+            .where(*conditions)
+            .order_by(partitions.c.organization_id, partitions.c.product_id)
+            .offset(offset)
+            .limit(limit)
+        )
+        return [PartitionKey(row[0], row[1]) for row in rows], int(total or 0)
+
 
 _MEASURE_COLUMNS = (
     onhand_measures.c.organization_id,
@@ -356,10 +394,9 @@ class SqlOnHandRepository(_Repository):
             dimensions[name].as_string().label(f"g{position}")
             for position, name in enumerate(selection.group_by)
         ]
-        conditions: list[ColumnElement[bool]] = [
-            onhand_measures.c.environment_id == environment_id,
-            onhand_measures.c.organization_id.in_(selection.organization_ids),
-        ]
+        conditions: list[ColumnElement[bool]] = [onhand_measures.c.environment_id == environment_id]
+        if selection.organization_ids:
+            conditions.append(onhand_measures.c.organization_id.in_(selection.organization_ids))
         if selection.product_ids:
             conditions.append(onhand_measures.c.product_id.in_(selection.product_ids))
         for name, values in selection.dimension_filters.items():
@@ -560,6 +597,14 @@ _ALLOCATION_COLUMNS = (
 )
 
 
+def _allocation_key(row: Any) -> AllocationKey:
+    return AllocationKey(
+        PartitionKey(row.organization_id, row.product_id),
+        Dimensions.from_key(row.dimensions_key),
+        GroupPath.from_key(row.group_path),
+    )
+
+
 def _allocation_state(row: Any) -> AllocationState:
     return AllocationState(
         allocated=from_units(int(row.allocated)),
@@ -641,6 +686,43 @@ class SqlAllocationRepository(_Repository):
         )
         return {GroupPath.from_key(row.group_path): _allocation_state(row) for row in rows}
 
+    async def for_products(
+        self, environment_id: str, partitions_: Sequence[PartitionKey]
+    ) -> list[tuple[AllocationKey, AllocationState]]:
+        found: list[tuple[AllocationKey, AllocationState]] = []
+        keys = [(p.organization_id, p.product_id) for p in partitions_]
+        for chunk in _chunks(keys):
+            rows = await self._connection.execute(
+                select(allocations).where(
+                    allocations.c.environment_id == environment_id,
+                    tuple_(allocations.c.organization_id, allocations.c.product_id).in_(chunk),
+                )
+            )
+            found.extend((_allocation_key(row), _allocation_state(row)) for row in rows)
+        return found
+
+    async def nearly_used_up(
+        self, environment_id: str, *, remaining_share: Decimal, limit: int
+    ) -> list[tuple[AllocationKey, AllocationState]]:
+        # allocated <= share x cumulative, in whole units: allocated * 10^6 <= share_units * cum.
+        share = to_units(remaining_share)
+        rows = await self._connection.execute(
+            select(allocations)
+            .where(
+                allocations.c.environment_id == environment_id,
+                allocations.c.cumulative_allocated > 0,
+                allocations.c.allocated * 1_000_000 <= allocations.c.cumulative_allocated * share,
+            )
+            .order_by(
+                allocations.c.allocated,
+                allocations.c.organization_id,
+                allocations.c.product_id,
+                allocations.c.group_path,
+            )
+            .limit(limit)
+        )
+        return [(_allocation_key(row), _allocation_state(row)) for row in rows]
+
     async def in_use(self, environment_id: str) -> bool:
         found = await self._connection.scalar(
             select(allocations.c.product_id)
@@ -648,6 +730,42 @@ class SqlAllocationRepository(_Repository):
             .limit(1)
         )
         return found is not None
+
+
+def _session(row: Any) -> SessionRecord:
+    return SessionRecord(
+        session_hash=row.session_hash,
+        token_id=row.token_id,
+        csrf=row.csrf,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+    )
+
+
+class SqlSessionRepository(_Repository):
+    async def add(self, record: SessionRecord) -> None:
+        await self._connection.execute(
+            sessions.insert().values(
+                session_hash=record.session_hash,
+                token_id=record.token_id,
+                csrf=record.csrf,
+                created_at=record.created_at,
+                expires_at=record.expires_at,
+            )
+        )
+
+    async def get(self, session_hash: str) -> SessionRecord | None:
+        row = (
+            await self._connection.execute(
+                select(sessions).where(sessions.c.session_hash == session_hash)
+            )
+        ).first()
+        return _session(row) if row is not None else None
+
+    async def delete(self, session_hash: str) -> None:
+        await self._connection.execute(
+            delete(sessions).where(sessions.c.session_hash == session_hash)
+        )
 
 
 def _entry(row: Any) -> JournalEntry:

@@ -38,6 +38,7 @@ __all__ = [
     "onhand_measures",
     "partitions",
     "reservations",
+    "sessions",
     "tokens",
 ]
 
@@ -111,6 +112,18 @@ tokens = Table(
     Column("revoked_at", UtcDateTime, nullable=True),
     UniqueConstraint("environment_id", "name"),
 )
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("session_hash", String(64), primary_key=True),
+    Column("token_id", String(32), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_sessions_token", "token_id"),
+)
+"""Web sessions: a browser signed in with a token (only a digest of the session id is kept)."""
 
 partitions = Table(
     "partitions",

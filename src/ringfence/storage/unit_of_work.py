@@ -20,6 +20,7 @@ from ringfence.storage.repositories import (
     SqlOnHandRepository,
     SqlPartitionRepository,
     SqlReservationRepository,
+    SqlSessionRepository,
     SqlTokenRepository,
 )
 
@@ -39,6 +40,7 @@ class SqlUnitOfWork:
         self.reservations = SqlReservationRepository(connection)
         self.allocations = SqlAllocationRepository(connection)
         self.journal = SqlJournalRepository(connection)
+        self.sessions = SqlSessionRepository(connection)
 
     async def commit(self) -> None:
         await self._connection.commit()
