@@ -1,7 +1,8 @@
 """Use case of loading the demo environment: a bike and apparel retailer.
 
 A few hundred products across three sites and five locations, in colours and sizes, with ERP
-(``fno``) counts and store (``pos``) movements. Loaded through the same services as the API
+(``fno``) counts and store (``pos``) movements; for some products, allocations to web and store
+channels, sales against them and open order lines. Loaded through the same services as the API
 (so it is journaled like any other data), deterministically from a seed.
 """
 
@@ -11,14 +12,20 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
 
 from ringfence.domain.access import Principal, Role
+from ringfence.domain.allocation import AllocationRequest, ConsumeRequest
 from ringfence.domain.onhand import OnHandChangeRequest, SetOnHandRequest
 from ringfence.domain.operations import Bucket, ItemResult
+from ringfence.domain.quantity import ZERO
+from ringfence.domain.reservations import ReserveRequest
+from ringfence.services.allocation import allocate, consume
 from ringfence.services.configuration import ensure_environment
 from ringfence.services.onhand import post_onhand_changes, set_onhand
 from ringfence.services.ports import UnitOfWorkFactory
+from ringfence.services.reservations import reserve
 from ringfence.services.tokens import IssuedToken, create_token
 
 __all__ = ["DemoSummary", "load_demo"]
@@ -139,5 +146,98 @@ async def load_demo(
         done += len(moves)
         if progress is not None:
             progress(done, total)
+    await _plan_allocations(uow, loader, environment_id, counts, movements)
     token = await create_token(uow, environment_id, Role.ADMIN, name="demo-admin")
     return DemoSummary(environment_id, products, len(counts), token)
+
+
+PLANNED_PRODUCTS = 40
+PATHS = (
+    ({"channel": "Web", "customerGroup": "VIP", "region": "US"}, Decimal("0.4"), Decimal("0.9")),
+    ({"channel": "Web", "customerGroup": "VIP", "region": "EU"}, Decimal("0.15"), Decimal("0.3")),
+    ({"channel": "Web", "customerGroup": "Normal"}, Decimal("0.15"), Decimal("0.5")),
+    ({"channel": "Store"}, Decimal("0.1"), Decimal("0")),
+)
+"""Demo allocation paths: the share of the pool each gets, and the share of that it has sold."""
+
+
+async def _plan_allocations(
+    uow: UnitOfWorkFactory,
+    planner: Principal,
+    environment_id: str,
+    counts: Sequence[SetOnHandRequest],
+    movements: Sequence[OnHandChangeRequest],
+) -> None:
+    """Allocate part of store 11's pool of some products to channels, sell some of it, and
+    hold a few order lines, so every page of the workbench has something to show."""
+    store = {"siteId": "1", "locationId": "11"}
+    pools: dict[str, Decimal] = {}
+    for request in (*counts, *movements):
+        if {k: request.dimensions[k] for k in store} != store:
+            continue
+        for values in request.quantities.values():
+            for measure, quantity in values.items():
+                sign = -1 if measure == "outbound" else 1
+                if measure in ("availphysical", "inbound", "outbound"):
+                    assert isinstance(quantity, Decimal)
+                    pools[request.product_id] = (
+                        pools.get(request.product_id, ZERO) + sign * quantity
+                    )
+    planned = [product for product, pool in sorted(pools.items()) if pool >= 20]
+    for product in planned[:PLANNED_PRODUCTS]:
+        pool = pools[product]
+        for number, (groups, share, sold) in enumerate(PATHS):
+            quantity = (pool * share).to_integral_value(rounding=ROUND_FLOOR)
+            if quantity <= 0:
+                continue
+            base: dict[str, Any] = {
+                "organization_id": ORGANIZATION,
+                "product_id": product,
+                "dimensions": store,
+                "groups": groups,
+            }
+            _check(
+                await allocate(
+                    uow,
+                    planner,
+                    environment_id,
+                    [
+                        AllocationRequest(
+                            id=f"demo-plan-{product}-{number}", quantity=quantity, **base
+                        )
+                    ],
+                )
+            )
+            consumed = (quantity * sold).to_integral_value(rounding=ROUND_FLOOR)
+            if consumed > 0:
+                _check(
+                    await consume(
+                        uow,
+                        planner,
+                        environment_id,
+                        [
+                            ConsumeRequest(
+                                id=f"demo-sale-{product}-{number}",
+                                quantity=consumed,
+                                physical_measures={"pos": {"outbound": "Addition"}},
+                                **base,
+                            )
+                        ],
+                    )
+                )
+        _check(
+            await reserve(
+                uow,
+                planner,
+                environment_id,
+                [
+                    ReserveRequest(
+                        id=f"demo-order-{product}",
+                        organization_id=ORGANIZATION,
+                        product_id=product,
+                        dimensions=store,
+                        quantity=Decimal(1),
+                    )
+                ],
+            )
+        )

@@ -110,6 +110,10 @@ async def _level_figures(
     aggregates = await work.onhand.aggregate(environment_id, selection)
     found: dict[PartitionKey, list[LevelFigures]] = {}
     for row in onhand_rows(configuration, selection, aggregates, return_negative=True):
+        if len(row.dimensions) < depth:
+            # Rows without the deepest dimension (e.g. allocations made at site and location,
+            # without a colour) are not a level of their own: their parent level counts them.
+            continue
         key = PartitionKey(row.organization_id, row.product_id)
         found.setdefault(key, []).append(_figures(configuration, row.dimensions, row.quantities))
     return found
@@ -172,9 +176,12 @@ async def dashboard(
             below = await _level_figures(
                 work, environment_id, configuration, organizations, product_ids, depth + 1
             )
-        everywhere = await _level_figures(
-            work, environment_id, configuration, scope_organizations or (), (), depth + 1
-        )
+        everywhere = [
+            await _level_figures(
+                work, environment_id, configuration, scope_organizations or (), (), level
+            )
+            for level in (depth, depth + 1)
+        ]
         paths = _paths(await work.allocations.for_products(environment_id, products), scope)
         nearly = await work.allocations.nearly_used_up(
             environment_id, remaining_share=NEARLY_USED_UP, limit=50
@@ -194,7 +201,8 @@ async def dashboard(
     shortfalls = sorted(
         (
             (partition, level)
-            for partition, levels in everywhere.items()
+            for by_product in everywhere
+            for partition, levels in by_product.items()
             for level in levels
             if level.available_to_allocate < 0
         ),

@@ -8,12 +8,28 @@ from starlette.responses import Response
 
 from ringfence.domain.errors import RingfenceError
 from ringfence.services.ports import UnitOfWorkFactory
-from ringfence.web import dashboard, signin, workbench
+from ringfence.web import (
+    configuration,
+    dashboard,
+    explorer,
+    journal,
+    reservations,
+    signin,
+    workbench,
+)
 from ringfence.web.common import HERE, SignInRequired, WebState, redirect_to_sign_in, render
 
 __all__ = ["error_page", "install_web"]
 
-ROUTERS = (signin.router, dashboard.router, workbench.router)
+ROUTERS = (
+    signin.router,
+    dashboard.router,
+    workbench.router,
+    explorer.router,
+    reservations.router,
+    configuration.router,
+    journal.router,
+)
 
 
 def error_page(request: Request, error: RingfenceError) -> Response:

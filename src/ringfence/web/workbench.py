@@ -142,9 +142,8 @@ def _groups(data: FormData, configuration: Configuration, prefix: str) -> dict[s
 
 def _consume_label(configuration: Configuration, ref: MeasureRef, modifier: str) -> str:
     if ref in configuration.reservation_mappings:
-        return f"Soft reservation for an order line ({ref} {modifier})"
-    verb = "adds to" if modifier == "Addition" else "subtracts from"
-    return f"Sale that {verb} {ref}"
+        return f"Order line reservation ({ref})"
+    return f"Sale: {ref} {'+' if modifier == 'Addition' else '-'}"
 
 
 async def _page(
