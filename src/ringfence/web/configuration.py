@@ -29,7 +29,6 @@ async def _page(
     version: int | None = None,
     error: RingfenceError | None = None,
     typed: str | None = None,
-    status_code: int = 200,
 ) -> Response:
     uow = state(request).uow
     principal = session.principal
@@ -55,7 +54,6 @@ async def _page(
             "notice": request.query_params.get("notice"),
         },
         session=session,
-        status_code=status_code,
     )
 
 
@@ -91,6 +89,6 @@ async def configuration_form(request: Request, session: CurrentSession) -> Respo
             expected_version=int(expected) if expected.isdigit() else None,
         )
     except RingfenceError as error:
-        return await _page(request, session, error=error, typed=text, status_code=error.status)
+        return await _page(request, session, error=error, typed=text)
     notice = f"Configuration version {applied.version} is active."
     return RedirectResponse("/configuration?" + urlencode({"notice": notice}), status_code=303)

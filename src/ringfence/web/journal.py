@@ -75,5 +75,4 @@ async def journal_page(request: Request, session: CurrentSession) -> Response:
             "pretty": lambda value: json.dumps(value, indent=2, default=str, ensure_ascii=False),
         },
         session=session,
-        status_code=error.status if error is not None else 200,
     )

@@ -30,7 +30,6 @@ async def _page(
     failed: str | None = None,
     error: RingfenceError | None = None,
     typed: dict[str, Any] | None = None,
-    status_code: int = 200,
 ) -> Response:
     uow = state(request).uow
     principal = session.principal
@@ -68,7 +67,6 @@ async def _page(
             },
         },
         session=session,
-        status_code=status_code,
     )
 
 
@@ -119,7 +117,6 @@ async def reserve_form(request: Request, session: CurrentSession) -> Response:
             failed="reserve",
             error=result.error,
             typed=typed,
-            status_code=result.error.status,
         )
     notice = f"Reserved {typed['quantity']} as {result.body['reservationId']}."
     return RedirectResponse("/reservations?" + urlencode({"notice": notice}), status_code=303)
@@ -151,7 +148,6 @@ async def unreserve_form(request: Request, session: CurrentSession) -> Response:
             failed=f"unreserve-{reservation_id}",
             error=result.error,
             typed={"quantity": quantity},
-            status_code=result.error.status,
         )
     notice = f"Released {quantity} of {reservation_id}."
     if result.body.get("message"):

@@ -42,9 +42,7 @@ async def sign_in_form(request: Request) -> Response:
     try:
         session_id, _ = await sign_in(state(request).uow, str(token or "").strip())
     except RingfenceError as error:
-        return render(
-            request, "signin.html", {"next_url": next_url, "error": error}, status_code=401
-        )
+        return render(request, "signin.html", {"next_url": next_url, "error": error})
     response = RedirectResponse(next_url, status_code=303)
     response.set_cookie(
         COOKIE,

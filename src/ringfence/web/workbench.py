@@ -21,7 +21,7 @@ from ringfence.domain.allocation import (
     pool_neutral_modifiers,
 )
 from ringfence.domain.configuration import Configuration, MeasureRef
-from ringfence.domain.errors import RingfenceError
+from ringfence.domain.errors import NotFound, RingfenceError
 from ringfence.domain.ledger import GroupPath
 from ringfence.domain.operations import ItemResult, PartitionKey
 from ringfence.domain.quantity import ZERO
@@ -297,7 +297,7 @@ async def workbench_action(request: Request, action: str, session: CurrentSessio
             [ConsumeRequest(**common, physical_measures=physical)],
         )
     else:
-        return await _page(request, session, selection, status_code=404)
+        raise NotFound("not-found", f"there is no workbench action {action!r}")
     [result] = results
     if result.error is not None:
         return await _page(
@@ -307,7 +307,6 @@ async def workbench_action(request: Request, action: str, session: CurrentSessio
             failed=action,
             error=result.error,
             typed=typed,
-            status_code=result.error.status,
         )
     notice = _describe(action, typed)
     if "reservationId" in result.body:
