@@ -11,12 +11,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 
 from ringfence import __version__
 from ringfence.api import allocation, configuration, health, journal, onhand, reservations
 from ringfence.api.dependencies import ApiState
-from ringfence.api.errors import install_error_handlers, problem_response
+from ringfence.api.errors import (
+    install_error_handlers,
+    invalid_from_validation,
+    problem_response,
+)
 from ringfence.api.health import Metrics
 from ringfence.api.openapi import install_openapi
 from ringfence.bootstrap import Container, build
@@ -43,12 +48,15 @@ def _answer_errors_in_kind(app: FastAPI) -> None:
     """Refusals answer API clients with problem details and browsers with a page."""
 
     async def refused(request: Request, error: Exception) -> Response:
+        if isinstance(error, RequestValidationError):
+            error = invalid_from_validation(error.errors())
         assert isinstance(error, RingfenceError)
         if request.url.path.startswith(API_PREFIXES):
             return problem_response(error, instance=request.url.path)
         return error_page(request, error)
 
     app.add_exception_handler(RingfenceError, refused)
+    app.add_exception_handler(RequestValidationError, refused)
 
 
 def create_app(settings: Settings | None = None, *, container: Container | None = None) -> FastAPI:
