@@ -83,6 +83,24 @@ class _Repository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
+    async def _rows_keyed(
+        self,
+        table: Table,
+        environment_id: str,
+        columns: Sequence[Any],
+        keys: Sequence[tuple[str, ...]],
+    ) -> list[Any]:
+        """The environment's rows of ``table`` whose ``columns`` take one of ``keys``."""
+        found: list[Any] = []
+        for chunk in _chunks(keys):
+            result = await self._connection.execute(
+                select(table).where(
+                    table.c.environment_id == environment_id, tuple_(*columns).in_(chunk)
+                )
+            )
+            found.extend(result)
+        return found
+
 
 class SqlEnvironmentRepository(_Repository):
     async def exists(self, environment_id: str) -> bool:
@@ -322,7 +340,6 @@ _MEASURE_COLUMNS = (
     onhand_measures.c.data_source,
     onhand_measures.c.measure,
 )
-_MEASURE_KEY = tuple_(*_MEASURE_COLUMNS)
 
 
 class SqlOnHandRepository(_Repository):
@@ -340,20 +357,19 @@ class SqlOnHandRepository(_Repository):
             for key in keys
         }
         found: dict[MeasureKey, MeasureState] = {}
-        for chunk in _chunks(list(wanted)):
-            rows = await self._connection.execute(
-                select(
-                    *_MEASURE_COLUMNS,
-                    onhand_measures.c.quantity,
-                    onhand_measures.c.set_at,
-                ).where(
-                    onhand_measures.c.environment_id == environment_id,
-                    _MEASURE_KEY.in_(chunk),
+        for row in await self._rows_keyed(
+            onhand_measures, environment_id, _MEASURE_COLUMNS, list(wanted)
+        ):
+            key = wanted[
+                (
+                    row.organization_id,
+                    row.product_id,
+                    row.dimensions_key,
+                    row.data_source,
+                    row.measure,
                 )
-            )
-            for row in rows:
-                key = wanted[(row[0], row[1], row[2], row[3], row[4])]
-                found[key] = MeasureState(from_units(int(row.quantity)), row.set_at)
+            ]
+            found[key] = MeasureState(from_units(int(row.quantity)), row.set_at)
         return found
 
     async def save(
@@ -628,18 +644,11 @@ class SqlAllocationRepository(_Repository):
             for key in keys
         }
         found: dict[AllocationKey, AllocationState] = {}
-        for chunk in _chunks(list(wanted)):
-            rows = await self._connection.execute(
-                select(allocations).where(
-                    allocations.c.environment_id == environment_id,
-                    tuple_(*_ALLOCATION_COLUMNS).in_(chunk),
-                )
-            )
-            for row in rows:
-                key = wanted[
-                    (row.organization_id, row.product_id, row.dimensions_key, row.group_path)
-                ]
-                found[key] = _allocation_state(row)
+        for row in await self._rows_keyed(
+            allocations, environment_id, _ALLOCATION_COLUMNS, list(wanted)
+        ):
+            key = wanted[(row.organization_id, row.product_id, row.dimensions_key, row.group_path)]
+            found[key] = _allocation_state(row)
         return found
 
     async def save(
