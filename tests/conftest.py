@@ -142,7 +142,7 @@ def auth(uow: UnitOfWorkFactory, environment_id: str) -> TokenFactory:
     ) -> dict[str, str]:
         issued = await create_token(
             uow,
-            environment or environment_id,
+            Principal.operator(environment or environment_id),
             Role(role),
             **options,  # type: ignore[arg-type]
         )

@@ -15,7 +15,15 @@ from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 
 from ringfence import __version__
-from ringfence.api import allocation, configuration, health, journal, onhand, reservations
+from ringfence.api import (
+    allocation,
+    configuration,
+    health,
+    journal,
+    onhand,
+    reservations,
+    tokens,
+)
 from ringfence.api.dependencies import ApiState
 from ringfence.api.errors import (
     install_error_handlers,
@@ -93,6 +101,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         allocation.router,
         configuration.router,
         journal.router,
+        tokens.router,
         health.router,
     ):
         app.include_router(router)

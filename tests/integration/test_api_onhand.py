@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ringfence.domain.access import Principal
 from ringfence.services.ports import UnitOfWorkFactory
 from ringfence.services.tokens import revoke_token
 from tests.conftest import TokenFactory
@@ -444,7 +445,7 @@ async def test_invalid_token_is_401(api: Api, authorization: str) -> None:
 async def test_revoked_token_is_401(api: Api, auth: TokenFactory, uow: UnitOfWorkFactory) -> None:
     headers = await auth("writer", name="soon-revoked")
     assert (await api.post("/onhand", event(), headers=headers)).status_code == 200
-    await revoke_token(uow, api.environment_id, "soon-revoked")
+    await revoke_token(uow, Principal.operator(api.environment_id), "soon-revoked")
 
     response = await api.post("/onhand", event(), headers=headers)
 

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode
 import httpx
 import pytest
 
+from ringfence.domain.access import Principal
 from ringfence.services.ports import UnitOfWorkFactory
 from ringfence.services.tokens import revoke_token
 from tests.conftest import TokenFactory
@@ -391,7 +392,7 @@ async def test_revoking_the_token_ends_its_sessions_at_once(
     browser = await sign_in("planner", name="web-revoked")
     await browser.page("/workbench")
 
-    await revoke_token(uow, environment_id, "web-revoked")
+    await revoke_token(uow, Principal.operator(environment_id), "web-revoked")
 
     response = await browser.get("/workbench?organizationId=usmf")
     assert response.status_code == 303
@@ -409,7 +410,7 @@ async def test_a_revoked_token_cannot_sign_in(
     client: httpx.AsyncClient, auth: TokenFactory, uow: UnitOfWorkFactory, environment_id: str
 ) -> None:
     token = _token(await auth("admin", name="web-gone"))
-    await revoke_token(uow, environment_id, "web-gone")
+    await revoke_token(uow, Principal.operator(environment_id), "web-gone")
 
     response = await Browser(client).sign_in(token)
 

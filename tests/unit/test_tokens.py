@@ -17,7 +17,7 @@ async def test_authenticate_returns_the_principal_the_token_was_issued_for(
 ) -> None:
     issued = await create_token(
         uow,
-        environment_id,
+        Principal.operator(environment_id),
         Role.PLANNER,
         name="web-planner",
         organizations=["usmf"],
@@ -39,7 +39,7 @@ async def test_authenticate_returns_the_principal_the_token_was_issued_for(
 async def test_an_unscoped_token_authenticates_for_every_organization(
     uow: MemoryUnitOfWorkFactory, environment_id: str
 ) -> None:
-    issued = await create_token(uow, environment_id, Role.READER)
+    issued = await create_token(uow, Principal.operator(environment_id), Role.READER)
 
     principal = await authenticate(uow, issued.token)
 
@@ -51,9 +51,9 @@ async def test_an_unscoped_token_authenticates_for_every_organization(
 async def test_create_token_stores_only_a_digest_of_the_token(
     uow: MemoryUnitOfWorkFactory, environment_id: str
 ) -> None:
-    issued = await create_token(uow, environment_id, Role.ADMIN, name="root")
+    issued = await create_token(uow, Principal.operator(environment_id), Role.ADMIN, name="root")
 
-    [stored] = await list_tokens(uow, environment_id)
+    [stored] = await list_tokens(uow, Principal.operator(environment_id))
     assert issued.token.startswith("rf_")
     assert stored == issued.record
     for value in dataclasses.astuple(stored):
@@ -65,7 +65,7 @@ async def test_create_token_stores_only_a_digest_of_the_token(
 async def test_create_token_creates_the_environment_if_missing(
     uow: MemoryUnitOfWorkFactory,
 ) -> None:
-    issued = await create_token(uow, "fresh-env", Role.ADMIN)
+    issued = await create_token(uow, Principal.operator("fresh-env"), Role.ADMIN)
 
     assert (await authenticate(uow, issued.token)).environment_id == "fresh-env"
 
@@ -74,13 +74,13 @@ async def test_create_token_refuses_an_unknown_environment_when_told_not_to_crea
     uow: MemoryUnitOfWorkFactory,
 ) -> None:
     with pytest.raises(NotFound):
-        await create_token(uow, "nowhere", Role.ADMIN, create_environment=False)
+        await create_token(uow, Principal.operator("nowhere"), Role.ADMIN, create_environment=False)
 
 
 async def test_authenticate_refuses_a_wrong_secret(
     uow: MemoryUnitOfWorkFactory, environment_id: str
 ) -> None:
-    issued = await create_token(uow, environment_id, Role.ADMIN)
+    issued = await create_token(uow, Principal.operator(environment_id), Role.ADMIN)
     prefix, token_id, secret = issued.token.split("_", 2)
     forged = f"{prefix}_{token_id}_{'A' if secret[0] != 'A' else 'B'}{secret[1:]}"
 
@@ -97,7 +97,7 @@ async def test_authenticate_refuses_a_wrong_secret(
 async def test_authenticate_refuses_a_malformed_token(
     uow: MemoryUnitOfWorkFactory, environment_id: str, token: str
 ) -> None:
-    await create_token(uow, environment_id, Role.ADMIN)
+    await create_token(uow, Principal.operator(environment_id), Role.ADMIN)
 
     with pytest.raises(Unauthenticated):
         await authenticate(uow, token)
@@ -106,7 +106,7 @@ async def test_authenticate_refuses_a_malformed_token(
 async def test_authenticate_refuses_a_token_with_an_unknown_id(
     uow: MemoryUnitOfWorkFactory, environment_id: str
 ) -> None:
-    issued = await create_token(uow, environment_id, Role.ADMIN)
+    issued = await create_token(uow, Principal.operator(environment_id), Role.ADMIN)
     _, token_id, secret = issued.token.split("_", 2)
 
     with pytest.raises(Unauthenticated):
@@ -116,10 +116,10 @@ async def test_authenticate_refuses_a_token_with_an_unknown_id(
 async def test_authenticate_refuses_a_revoked_token(
     uow: MemoryUnitOfWorkFactory, environment_id: str
 ) -> None:
-    issued = await create_token(uow, environment_id, Role.ADMIN, name="leaked")
-    kept = await create_token(uow, environment_id, Role.ADMIN, name="kept")
+    issued = await create_token(uow, Principal.operator(environment_id), Role.ADMIN, name="leaked")
+    kept = await create_token(uow, Principal.operator(environment_id), Role.ADMIN, name="kept")
 
-    revoked = await revoke_token(uow, environment_id, "leaked")
+    revoked = await revoke_token(uow, Principal.operator(environment_id), "leaked")
 
     assert revoked.revoked_at is not None
     with pytest.raises(Unauthenticated):
@@ -130,10 +130,10 @@ async def test_authenticate_refuses_a_revoked_token(
 async def test_revoke_token_twice_keeps_the_first_revocation(
     uow: MemoryUnitOfWorkFactory, environment_id: str
 ) -> None:
-    await create_token(uow, environment_id, Role.ADMIN, name="leaked")
+    await create_token(uow, Principal.operator(environment_id), Role.ADMIN, name="leaked")
 
-    first = await revoke_token(uow, environment_id, "leaked")
-    second = await revoke_token(uow, environment_id, "leaked")
+    first = await revoke_token(uow, Principal.operator(environment_id), "leaked")
+    second = await revoke_token(uow, Principal.operator(environment_id), "leaked")
 
     assert second.revoked_at == first.revoked_at
 
@@ -142,7 +142,7 @@ async def test_revoke_token_of_an_unknown_name_is_not_found(
     uow: MemoryUnitOfWorkFactory, environment_id: str
 ) -> None:
     with pytest.raises(NotFound) as caught:
-        await revoke_token(uow, environment_id, "ghost")
+        await revoke_token(uow, Principal.operator(environment_id), "ghost")
 
     assert caught.value.code == "token-not-found"
 
@@ -150,21 +150,23 @@ async def test_revoke_token_of_an_unknown_name_is_not_found(
 async def test_create_token_refuses_a_name_already_taken_in_the_environment(
     uow: MemoryUnitOfWorkFactory, environment_id: str
 ) -> None:
-    await create_token(uow, environment_id, Role.ADMIN, name="ci")
+    await create_token(uow, Principal.operator(environment_id), Role.ADMIN, name="ci")
 
     with pytest.raises(Conflict) as caught:
-        await create_token(uow, environment_id, Role.READER, name="ci")
+        await create_token(uow, Principal.operator(environment_id), Role.READER, name="ci")
 
     assert caught.value.code == "token-name-taken"
-    assert len(await list_tokens(uow, environment_id)) == 1
+    assert len(await list_tokens(uow, Principal.operator(environment_id))) == 1
 
 
 async def test_the_same_token_name_may_be_used_in_another_environment(
     uow: MemoryUnitOfWorkFactory, environment_id: str
 ) -> None:
-    await create_token(uow, environment_id, Role.ADMIN, name="ci")
+    await create_token(uow, Principal.operator(environment_id), Role.ADMIN, name="ci")
 
-    other = await create_token(uow, f"{environment_id}-b", Role.ADMIN, name="ci")
+    other = await create_token(
+        uow, Principal.operator(f"{environment_id}-b"), Role.ADMIN, name="ci"
+    )
 
     assert (await authenticate(uow, other.token)).environment_id == f"{environment_id}-b"
 
@@ -182,6 +184,6 @@ async def test_create_token_refuses_bad_names_and_scopes(
     uow: MemoryUnitOfWorkFactory, environment_id: str, options: dict[str, object], code: str
 ) -> None:
     with pytest.raises(Invalid) as caught:
-        await create_token(uow, environment_id, Role.ADMIN, **options)  # type: ignore[arg-type]
+        await create_token(uow, Principal.operator(environment_id), Role.ADMIN, **options)  # type: ignore[arg-type]
 
     assert caught.value.code == code

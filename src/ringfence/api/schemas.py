@@ -39,6 +39,9 @@ __all__ = [
     "ReservationPublic",
     "ReserveItem",
     "SetOnHandItem",
+    "TokenCreate",
+    "TokenIssued",
+    "TokenPublic",
     "UnreserveItem",
 ]
 
@@ -242,6 +245,34 @@ class AllocationQueryPublic(_Model):
     dimensions: dict[str, str]
     available_to_allocate: QuantityOut
     allocations: list[AllocationPublic]
+
+
+class TokenCreate(_Model):
+    """A new token of this environment."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "web-shop", "role": "writer", "groups": ["channel=Web"]}]
+        }
+    )
+
+    name: str | None = None
+    role: str
+    organizations: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+
+
+class TokenPublic(_Model):
+    name: str
+    role: str
+    organizations: list[str] | None
+    groups: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class TokenIssued(TokenPublic):
+    token: str = Field(description="The secret: shown once, never again.")
 
 
 class IndexQuery(_Model):

@@ -227,7 +227,12 @@ def token_create(
         raise _fail(error) from None
     issued = _run(
         lambda c: create_token(
-            c.uow, env, parsed_role, name=name, organizations=org or (), groups=groups or ()
+            c.uow,
+            Principal.operator(env),
+            parsed_role,
+            name=name,
+            organizations=org or (),
+            groups=groups or (),
         )
     )
     out.print(
@@ -241,7 +246,7 @@ def token_create(
 @token_app.command("list")
 def token_list(env: EnvOption) -> None:
     """List the tokens of an environment (never their secrets)."""
-    records = _run(lambda c: list_tokens(c.uow, env))
+    records = _run(lambda c: list_tokens(c.uow, Principal.operator(env)))
     table = Table("name", "role", "organizations", "groups", "created", "revoked")
     for record in records:
         table.add_row(
@@ -258,7 +263,7 @@ def token_list(env: EnvOption) -> None:
 @token_app.command("revoke")
 def token_revoke(name: str, env: EnvOption) -> None:
     """Revoke a token by name; its holder is refused from the next request on."""
-    record = _run(lambda c: revoke_token(c.uow, env, name))
+    record = _run(lambda c: revoke_token(c.uow, Principal.operator(env), name))
     out.print(f"Token [bold]{record.name}[/] of environment [bold]{env}[/] is revoked.")
 
 

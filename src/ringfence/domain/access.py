@@ -53,6 +53,11 @@ class Principal:
     group_scope: tuple[tuple[str, str], ...] = ()
     """A group-path prefix, e.g. ``(("channel", "Web"),)``; empty: every path."""
 
+    @classmethod
+    def operator(cls, environment_id: str, name: str = "operator") -> Principal:
+        """Whoever holds the database itself (the command line): an administrator."""
+        return cls(environment_id, Role.ADMIN, name)
+
     @property
     def actor(self) -> str:
         """How the journal names this caller."""

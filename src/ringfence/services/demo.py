@@ -147,7 +147,9 @@ async def load_demo(
         if progress is not None:
             progress(done, total)
     await _plan_allocations(uow, loader, environment_id, counts, movements)
-    token = await create_token(uow, environment_id, Role.ADMIN, name="demo-admin")
+    token = await create_token(
+        uow, Principal.operator(environment_id), Role.ADMIN, name="demo-admin"
+    )
     return DemoSummary(environment_id, products, len(counts), token)
 
 

@@ -45,7 +45,7 @@ def _digest(token: str) -> str:
 
 async def create_token(
     uow: UnitOfWorkFactory,
-    environment_id: str,
+    principal: Principal,
     role: Role,
     *,
     name: str | None = None,
@@ -53,7 +53,11 @@ async def create_token(
     groups: Sequence[str] = (),
     create_environment: bool = True,
 ) -> IssuedToken:
-    """Issue a token for one environment (created with the default configuration if missing)."""
+    """Issue a token for the principal's environment (an administrator's); with
+    ``create_environment``, that environment is created with the default configuration if it is
+    missing (the command line's way to start one)."""
+    environment_id = principal.environment_id
+    principal.require(Role.ADMIN, environment_id)
     if create_environment:
         await ensure_environment(uow, environment_id, actor="token create")
     token_id = secrets.token_hex(8)
@@ -88,13 +92,17 @@ async def create_token(
     return IssuedToken(record, token)
 
 
-async def list_tokens(uow: UnitOfWorkFactory, environment_id: str) -> list[TokenRecord]:
+async def list_tokens(uow: UnitOfWorkFactory, principal: Principal) -> list[TokenRecord]:
+    """The tokens of the principal's environment (an administrator's), never their secrets."""
+    principal.require(Role.ADMIN, principal.environment_id)
     async with uow(read_only=True) as work:
-        return await work.tokens.list_for(environment_id)
+        return await work.tokens.list_for(principal.environment_id)
 
 
-async def revoke_token(uow: UnitOfWorkFactory, environment_id: str, name: str) -> TokenRecord:
-    """Revoke by name; takes effect on the holder's next request."""
+async def revoke_token(uow: UnitOfWorkFactory, principal: Principal, name: str) -> TokenRecord:
+    """Revoke by name (an administrator); takes effect on the holder's next request."""
+    environment_id = principal.environment_id
+    principal.require(Role.ADMIN, environment_id)
     async with uow() as work:
         record = await work.tokens.get_by_name(environment_id, name)
         if record is None:
