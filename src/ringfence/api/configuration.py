@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Header, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Request
 from starlette.responses import Response
 
 from ringfence.api.dependencies import EnvironmentId, PrincipalDep, UnitOfWorkDep, read_body
@@ -22,6 +24,8 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/environment/{environmentId}", tags=["configuration"])
 
+MAX_VERSION = 2**31 - 1
+
 
 def _document(version: ConfigurationVersion) -> Response:
     return JsonResponse(
@@ -34,7 +38,7 @@ def _expected_version(if_match: str | None) -> int | None:
     if if_match is None or if_match.strip() == "*":
         return None
     text = if_match.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
+    if not text.isdigit() or int(text) > MAX_VERSION:
         message = 'If-Match must be a configuration version such as "3"'
         raise Invalid("invalid-request", message, (FieldIssue(("If-Match",), message),))
     return int(text)
@@ -112,6 +116,9 @@ async def list_configuration_versions(
     responses=ERROR_RESPONSES,
 )
 async def read_configuration_version(
-    environment_id: EnvironmentId, version: int, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId,
+    version: Annotated[int, Path(ge=1, le=MAX_VERSION)],
+    principal: PrincipalDep,
+    uow: UnitOfWorkDep,
 ) -> Response:
     return _document(await get_configuration(uow, principal, environment_id, version))

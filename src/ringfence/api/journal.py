@@ -65,7 +65,9 @@ async def read_journal(
     id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    after: Annotated[int | None, Query(description="sequence cursor from `next`")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=2**63 - 1, description="sequence cursor from `next`")
+    ] = None,
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
 ) -> Response:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from ringfence.domain.errors import FieldIssue, Invalid, RingfenceError
@@ -59,7 +60,9 @@ async def _page(
 
 @router.get("/configuration")
 async def configuration_page(
-    request: Request, session: CurrentSession, version: int | None = None
+    request: Request,
+    session: CurrentSession,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> Response:
     return await _page(request, session, version=version)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from ringfence.services.overview import dashboard
@@ -17,9 +19,11 @@ PAGE_SIZE = 10
 
 @router.get("/dashboard")
 async def dashboard_page(
-    request: Request, session: CurrentSession, search: str = "", page: int = 1
+    request: Request,
+    session: CurrentSession,
+    search: Annotated[str, Query(max_length=128)] = "",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> Response:
-    page = max(page, 1)
     view = await dashboard(
         state(request).uow,
         session.principal,

@@ -33,6 +33,11 @@ def _moment(name: str, text: str) -> datetime | None:
         raise Invalid("invalid-query", f"{name}: {message}", (issue,)) from None
 
 
+def _cursor(text: str) -> int | None:
+    """A sequence number from a `next` link; anything else starts from the newest entry."""
+    return int(text) if text.isdigit() and len(text) <= 18 else None
+
+
 @router.get("/journal")
 async def journal_page(request: Request, session: CurrentSession) -> Response:
     params = request.query_params
@@ -52,7 +57,7 @@ async def journal_page(request: Request, session: CurrentSession) -> Response:
                 operation_id=params.get("id") or None,
                 since=_moment("since", params.get("since", "")),
                 until=_moment("until", params.get("until", "")),
-                after=int(params["after"]) if params.get("after", "").isdigit() else None,
+                after=_cursor(params.get("after", "")),
                 descending=True,
                 limit=PAGE_SIZE,
             ),
