@@ -64,6 +64,12 @@ class Server:
     process: subprocess.Popen[bytes]
     log: Path
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no shutdown, no flush, nothing."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -74,8 +80,10 @@ class Server:
                 self.process.wait()
 
 
-def start_server(cli: Cli, *, workers: int = 1, extra: Sequence[str] = ()) -> Server:
-    port = free_port()
+def start_server(
+    cli: Cli, *, workers: int = 1, extra: Sequence[str] = (), port: int | None = None
+) -> Server:
+    port = port or free_port()
     log = cli.cwd / f"server-{port}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
