@@ -65,3 +65,20 @@ def test_a_request_without_a_token_is_refused_and_a_bad_one_changes_nothing(
     assert invalid.json()["code"] == "missing-partition-dimension"
     assert "locationId" in invalid.json()["detail"]
     assert rows == []
+
+
+def test_tokens_never_appear_in_the_server_log(cli: Cli, server: Server) -> None:
+    token = cli.token("shop", "admin")
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=server.url, headers=headers) as http:
+        http.get("/api/environment/shop/configuration")
+        http.post("/api/environment/shop/onhand", json={"id": "x"})
+        http.get(f"/api/environment/shop/journal?id={token[:12]}")
+        http.post("/signin", data={"token": token, "next": "/dashboard"})
+        http.get("/api/environment/shop/configuration", headers={"Authorization": "Bearer rf_x"})
+    server.stop()
+
+    log = server.log.read_text()
+    assert "POST /api/environment/shop/onhand" in log
+    assert token not in log
+    assert token.split("_")[-1] not in log

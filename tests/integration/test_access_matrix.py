@@ -666,7 +666,9 @@ async def test_a_token_revoked_while_its_requests_are_answered_is_refused_on_the
 
     revoked = await admin.client.delete(admin.url("/tokens/doomed"), headers=admin.headers)
     assert revoked.status_code == 200, revoked.text
+    print("PENDING", [t.done() for t in in_flight])
     next_one = await doomed.get("/journal")
+    print("PENDING2", [t.done() for t in in_flight])
 
     assert_problem(next_one, 401, "invalid-token")
     for response in await asyncio.gather(*in_flight):

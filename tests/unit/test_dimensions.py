@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ringfence.domain.configuration import (
     DEFAULT_DOCUMENT,
+    MAX_DIMENSIONS,
     Configuration,
     default_configuration,
     parse_configuration,
@@ -229,3 +230,13 @@ def test_resolve_dimensions_reports_every_problem_at_once() -> None:
 @pytest.mark.parametrize("raw", [None, "siteId=1", [("siteId", "1")]])
 def test_resolve_dimensions_refuses_anything_but_an_object(raw: object) -> None:
     assert refusal(raw).code == "invalid-dimensions"
+
+
+def test_a_request_with_too_many_dimensions_is_refused_before_reading_them() -> None:
+    raw = {f"custom{n}": "x" for n in range(MAX_DIMENSIONS + 1)}
+
+    with pytest.raises(Invalid) as refused:
+        default_configuration().resolve_dimensions(raw, ("dimensions",))
+
+    assert refused.value.code == "invalid-dimensions"
+    assert len(refused.value.issues) == 1

@@ -54,6 +54,8 @@ ALLOCATION_MEASURES = (
     "@softreserved",
 )
 MAX_ALLOCATION_GROUPS = 8
+MAX_DIMENSIONS = 2 * len(BASE_DIMENSIONS)
+"""Most names a request's dimensions may have (base names and data source names, twice over)."""
 FEATURES = ("reservation", "allocation")
 
 _NAME = re.compile(r"@?[A-Za-z][A-Za-z0-9_]{0,62}")
@@ -260,6 +262,8 @@ class Configuration:
         """Validate request dimensions and translate them to base dimension names."""
         if not isinstance(raw, Mapping):
             raise _invalid("invalid-dimensions", location, "must be an object of name: value")
+        if len(raw) > MAX_DIMENSIONS:
+            raise _invalid("invalid-dimensions", location, f"at most {MAX_DIMENSIONS} dimensions")
         problems: list[tuple[str, FieldIssue]] = []
         values: dict[str, str] = {}
         for name, value in raw.items():
