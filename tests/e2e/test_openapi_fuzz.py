@@ -6,6 +6,8 @@ every answer must match the document: a documented status, content type and sche
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +27,7 @@ CHECKS = [
     checks.response_schema_conformance,
 ]
 EXAMPLES_PER_OPERATION = 40
+FIGURES = Path(__file__).resolve().parents[2] / "test-artifacts" / "reliability"
 
 
 def test_no_request_causes_a_server_error_and_every_answer_matches_the_document(
@@ -69,5 +72,9 @@ def test_no_request_causes_a_server_error_and_every_answer_matches_the_document(
     finally:
         server.stop()
 
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    (FIGURES / "openapi-fuzz.json").write_text(
+        json.dumps({"generated_requests": tried, "failing_operations": len(failures)}, indent=2)
+    )
     assert tried > 0
     assert failures == {}, "\n\n".join(f"{label}: {text}" for label, text in failures.items())

@@ -270,7 +270,8 @@ async def test_each_endpoint_admits_exactly_the_roles_from_its_least_role_up(
     role: Role | None,
 ) -> None:
     admin = Api(client, environment_id, await auth("admin", name="matrix-admin"))
-    await auth("reader", name="victim")
+    if "{name}" in endpoint.path:
+        await auth("reader", name="victim")
     headers = {} if role is None else await auth(role.value, name="caller")
     before = await _state(admin)
 
@@ -289,17 +290,26 @@ async def test_each_endpoint_admits_exactly_the_roles_from_its_least_role_up(
     assert await _state(admin) == before
 
 
-@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=ENDPOINT_IDS)
-async def test_each_endpoint_refuses_an_unknown_token_as_unauthenticated(
-    client: httpx.AsyncClient, environment_id: str, auth: TokenFactory, endpoint: Endpoint
+async def test_every_endpoint_refuses_a_forged_or_malformed_token_as_unauthenticated(
+    client: httpx.AsyncClient, environment_id: str, auth: TokenFactory
 ) -> None:
-    real = (await auth("admin"))["Authorization"]
-    forged = {"Authorization": real[:-4] + ("AAAA" if not real.endswith("AAAA") else "BBBB")}
+    real = (await auth("admin"))["Authorization"].removeprefix("Bearer ")
+    forged = real[:-4] + ("AAAA" if not real.endswith("AAAA") else "BBBB")
+    refused = {
+        "Bearer " + forged: "invalid-token",
+        "Bearer rf_0000000000000000_" + real.split("_", 2)[2]: "invalid-token",
+        "Bearer not-a-token": "invalid-token",
+        "Basic " + real: "invalid-token",
+        real: "invalid-token",
+        "Bearer ": "invalid-token",
+    }
 
-    response = await _call(client, environment_id, endpoint, forged)
-
-    assert_problem(response, 401, "invalid-token")
-    assert response.headers["WWW-Authenticate"] == 'Bearer realm="ringfence"'
+    for endpoint in ENDPOINTS:
+        for header, code in refused.items():
+            response = await _call(client, environment_id, endpoint, {"Authorization": header})
+            assert response.status_code == 401, (endpoint.id, header, response.text)
+            assert_problem(response, 401, code)
+            assert response.headers["WWW-Authenticate"] == 'Bearer realm="ringfence"'
 
 
 # -- environment scope ---------------------------------------------------------------------------
@@ -666,9 +676,7 @@ async def test_a_token_revoked_while_its_requests_are_answered_is_refused_on_the
 
     revoked = await admin.client.delete(admin.url("/tokens/doomed"), headers=admin.headers)
     assert revoked.status_code == 200, revoked.text
-    print("PENDING", [t.done() for t in in_flight])
     next_one = await doomed.get("/journal")
-    print("PENDING2", [t.done() for t in in_flight])
 
     assert_problem(next_one, 401, "invalid-token")
     for response in await asyncio.gather(*in_flight):
