@@ -228,7 +228,7 @@ def _allowed(response: httpx.Response) -> None:
     assert response.status_code < 500, response.text
 
 
-def _refused_items(response: httpx.Response) -> list[Json]:
+def _bulk_items(response: httpx.Response) -> list[Json]:
     """The items of a bulk answer, in whatever bucket."""
     body: dict[str, list[Json]] = response.json()
     return [item for bucket in body.values() for item in bucket]
@@ -295,20 +295,20 @@ async def test_every_endpoint_refuses_a_forged_or_malformed_token_as_unauthentic
 ) -> None:
     real = (await auth("admin"))["Authorization"].removeprefix("Bearer ")
     forged = real[:-4] + ("AAAA" if not real.endswith("AAAA") else "BBBB")
-    refused = {
-        "Bearer " + forged: "invalid-token",
-        "Bearer rf_0000000000000000_" + real.split("_", 2)[2]: "invalid-token",
-        "Bearer not-a-token": "invalid-token",
-        "Basic " + real: "invalid-token",
-        real: "invalid-token",
-        "Bearer ": "invalid-token",
-    }
+    refused = (
+        f"Bearer {forged}",
+        f"Bearer rf_0000000000000000_{real.split('_', 2)[2]}",
+        "Bearer not-a-token",
+        f"Basic {real}",
+        real,
+        "Bearer ",
+    )
 
     for endpoint in ENDPOINTS:
-        for header, code in refused.items():
+        for header in refused:
             response = await _call(client, environment_id, endpoint, {"Authorization": header})
             assert response.status_code == 401, (endpoint.id, header, response.text)
-            assert_problem(response, 401, code)
+            assert_problem(response, 401, "invalid-token")
             assert response.headers["WWW-Authenticate"] == 'Bearer realm="ringfence"'
 
 
@@ -373,7 +373,7 @@ def _assert_out_of_organization(endpoint: Endpoint, response: httpx.Response) ->
         assert_problem(response, 403, "organization-out-of-scope")
         return
     assert response.status_code == 207, response.text
-    [item] = _refused_items(response)
+    [item] = _bulk_items(response)
     assert item in response.json()["failure"], response.text
     assert item["code"] == "organization-out-of-scope"
     assert item["statusCode"] == 403
@@ -398,7 +398,7 @@ async def test_a_token_limited_to_usmf_is_refused_whatever_names_another_organiz
     )
     _allowed(allowed)
     if endpoint.bulk:
-        assert all(item["statusCode"] not in (401, 403) for item in _refused_items(allowed))
+        assert all(item["statusCode"] not in (401, 403) for item in _bulk_items(allowed))
 
 
 @pytest.mark.parametrize(
@@ -431,7 +431,6 @@ async def test_an_onhand_query_naming_its_own_and_another_organization_is_refuse
     )
 
     assert_problem(response, 403, "organization-out-of-scope")
-    assert "contoso" not in json.dumps(response.json().get("quantities"))
 
 
 @pytest.mark.parametrize("endpoint", UNRESERVE_ENDPOINTS, ids=[e.id for e in UNRESERVE_ENDPOINTS])
@@ -620,7 +619,6 @@ async def test_a_web_token_queries_only_web_paths(allocated: Allocated, role: st
     for outside in (STORE, {"channel": "web"}):
         response = await channel.post("/allocation/query", _allocation_query(Target(), outside))
         assert_problem(response, 403, "group-out-of-scope")
-        assert "Store" not in json.dumps(response.json().get("allocations"))
 
 
 # -- revocation ----------------------------------------------------------------------------------
@@ -835,6 +833,27 @@ async def test_a_narrowed_admin_cannot_issue_a_token_wider_than_its_own(
     assert "wider" not in {t["name"] for t in (await narrowed.get("/tokens")).json()}
 
 
+async def test_a_narrowed_admin_may_issue_a_token_as_narrow_as_its_own_or_narrower(
+    client: httpx.AsyncClient, environment_id: str, auth: TokenFactory
+) -> None:
+    narrowed = Api(
+        client, environment_id, await auth("admin", organizations=["usmf"], groups=["channel=Web"])
+    )
+
+    response = await narrowed.post(
+        "/tokens",
+        {
+            "name": "narrower",
+            "role": "writer",
+            "organizations": ["usmf"],
+            "groups": ["channel=Web", "customerGroup=VIP"],
+        },
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["groups"] == ["channel=Web", "customerGroup=VIP"]
+
+
 # -- operations endpoints ------------------------------------------------------------------------
 
 
@@ -880,6 +899,7 @@ async def test_no_answer_and_no_log_ever_shows_a_token_but_the_one_that_created_
         for endpoint in ENDPOINTS:
             answers.append(await _call(client, environment_id, endpoint, headers))
     forged = secrets["writer"][:-1] + ("A" if not secrets["writer"].endswith("A") else "B")
+    secrets["forged"] = forged
     for headers in (
         {"Authorization": f"Bearer {forged}"},
         {"Authorization": f"Basic {secrets['writer']}"},

@@ -247,3 +247,29 @@ async def test_journal_of_an_organization_scoped_token_shows_only_its_organizati
 
     assert [entry["id"] for entry in everything.json()["entries"]] == ["mine"]
     assert_problem(theirs, 403, "organization-out-of-scope")
+
+
+async def test_a_token_narrowed_to_a_channel_reads_no_allocation_outside_it(
+    api: Api, auth: TokenFactory
+) -> None:
+    await api.post("/onhand", event("stock", {"pos": {"inbound": 20}}))
+    planner = await auth("planner")
+    for number, channel in enumerate(("Web", "Store")):
+        response = await api.post(
+            "/allocation/allocate",
+            {
+                "id": f"plan-{number}",
+                "organizationId": "usmf",
+                "productId": "T-shirt",
+                "dimensions": {"siteId": "1", "locationId": "11"},
+                "groups": {"channel": channel},
+                "quantity": 2,
+            },
+            headers=planner,
+        )
+        assert response.status_code == 200, response.text
+    narrowed = await auth("reader", groups=["channel=Web"])
+
+    entries = (await api.get("/journal", headers=narrowed)).json()["entries"]
+
+    assert [entry["id"] for entry in entries] == ["stock", "plan-0"]

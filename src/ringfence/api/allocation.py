@@ -9,8 +9,10 @@ from starlette.responses import Response
 
 from ringfence.api.dependencies import (
     EnvironmentId,
-    PrincipalDep,
+    PlannerDep,
+    ReaderDep,
     UnitOfWorkDep,
+    WriterDep,
     parse_body,
     read_body,
 )
@@ -78,7 +80,7 @@ def _consumption(model: ConsumeItem) -> ConsumeRequest:
     openapi_extra=json_body(AllocationItem),
 )
 async def post_allocate(
-    environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, request: Request, principal: PlannerDep, uow: UnitOfWorkDep
 ) -> Response:
     return await answer_single(
         request,
@@ -96,7 +98,7 @@ async def post_allocate(
     openapi_extra=json_body(AllocationItem),
 )
 async def post_unallocate(
-    environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, request: Request, principal: PlannerDep, uow: UnitOfWorkDep
 ) -> Response:
     return await answer_single(
         request,
@@ -116,7 +118,7 @@ async def post_unallocate(
     openapi_extra=json_body(ReallocateItem),
 )
 async def post_reallocate(
-    environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, request: Request, principal: PlannerDep, uow: UnitOfWorkDep
 ) -> Response:
     return await answer_single(
         request,
@@ -141,7 +143,7 @@ async def post_reallocate(
     openapi_extra=json_body(ConsumeItem),
 )
 async def post_consume(
-    environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, request: Request, principal: WriterDep, uow: UnitOfWorkDep
 ) -> Response:
     return await answer_single(
         request,
@@ -163,7 +165,7 @@ async def post_consume(
     openapi_extra=json_body(AllocationQueryBody),
 )
 async def post_query(
-    environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, request: Request, principal: ReaderDep, uow: UnitOfWorkDep
 ) -> Response:
     body = parse_body(AllocationQueryBody, await read_body(request))
     view = await query_allocations(

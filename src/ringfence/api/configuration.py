@@ -7,7 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Request
 from starlette.responses import Response
 
-from ringfence.api.dependencies import EnvironmentId, PrincipalDep, UnitOfWorkDep, read_body
+from ringfence.api.dependencies import (
+    AdminDep,
+    EnvironmentId,
+    ReaderDep,
+    UnitOfWorkDep,
+    read_body,
+)
 from ringfence.api.errors import ERROR_RESPONSES
 from ringfence.api.jsonio import JsonResponse
 from ringfence.api.openapi import json_body
@@ -51,7 +57,7 @@ def _expected_version(if_match: str | None) -> int | None:
     responses=ERROR_RESPONSES,
 )
 async def read_configuration(
-    environment_id: EnvironmentId, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, principal: ReaderDep, uow: UnitOfWorkDep
 ) -> Response:
     return _document(await get_configuration(uow, principal, environment_id))
 
@@ -72,7 +78,7 @@ async def read_configuration(
 async def replace_configuration(
     environment_id: EnvironmentId,
     request: Request,
-    principal: PrincipalDep,
+    principal: AdminDep,
     uow: UnitOfWorkDep,
     if_match: str | None = Header(default=None),
 ) -> Response:
@@ -94,7 +100,7 @@ async def replace_configuration(
     responses=ERROR_RESPONSES,
 )
 async def list_configuration_versions(
-    environment_id: EnvironmentId, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, principal: ReaderDep, uow: UnitOfWorkDep
 ) -> Response:
     history = await configuration_history(uow, principal, environment_id)
     return JsonResponse(
@@ -118,7 +124,7 @@ async def list_configuration_versions(
 async def read_configuration_version(
     environment_id: EnvironmentId,
     version: Annotated[int, Path(ge=1, le=MAX_VERSION)],
-    principal: PrincipalDep,
+    principal: ReaderDep,
     uow: UnitOfWorkDep,
 ) -> Response:
     return _document(await get_configuration(uow, principal, environment_id, version))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
@@ -10,16 +11,20 @@ from pydantic import BaseModel, ValidationError
 
 from ringfence.api.errors import invalid_from_validation
 from ringfence.api.jsonio import read_json
-from ringfence.domain.access import Principal
+from ringfence.domain.access import Principal, Role
 from ringfence.domain.errors import Forbidden, Unauthenticated
 from ringfence.services.ports import UnitOfWorkFactory
 from ringfence.services.tokens import authenticate
 
 __all__ = [
+    "AdminDep",
     "ApiState",
     "EnvironmentId",
+    "PlannerDep",
     "PrincipalDep",
+    "ReaderDep",
     "UnitOfWorkDep",
+    "WriterDep",
     "parse_body",
     "read_body",
 ]
@@ -69,6 +74,21 @@ async def get_principal(request: Request, uow: UnitOfWorkDep) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def _with_role(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    async def dependency(principal: PrincipalDep) -> Principal:
+        # Before the body is read: a caller without the role learns nothing from validation.
+        principal.require(role, principal.environment_id)
+        return principal
+
+    return dependency
+
+
+ReaderDep = Annotated[Principal, Depends(_with_role(Role.READER))]
+WriterDep = Annotated[Principal, Depends(_with_role(Role.WRITER))]
+PlannerDep = Annotated[Principal, Depends(_with_role(Role.PLANNER))]
+AdminDep = Annotated[Principal, Depends(_with_role(Role.ADMIN))]
 
 
 async def read_body(request: Request) -> Any:

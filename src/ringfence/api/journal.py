@@ -8,7 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from ringfence.api.dependencies import EnvironmentId, PrincipalDep, UnitOfWorkDep
+from ringfence.api.dependencies import (
+    EnvironmentId,
+    ReaderDep,
+    UnitOfWorkDep,
+)
 from ringfence.api.errors import ERROR_RESPONSES
 from ringfence.api.jsonio import JsonResponse
 from ringfence.api.schemas import JournalPagePublic
@@ -57,7 +61,7 @@ def _kind(text: str | None) -> OperationKind | None:
 async def read_journal(
     environment_id: EnvironmentId,
     request: Request,
-    principal: PrincipalDep,
+    principal: ReaderDep,
     uow: UnitOfWorkDep,
     organizationId: str | None = None,
     productId: str | None = None,

@@ -7,8 +7,9 @@ from starlette.responses import Response
 
 from ringfence.api.dependencies import (
     EnvironmentId,
-    PrincipalDep,
+    ReaderDep,
     UnitOfWorkDep,
+    WriterDep,
     parse_body,
     read_body,
 )
@@ -85,7 +86,7 @@ def _rows(rows: list[OnHandRow]) -> Response:
     openapi_extra=json_body(OnHandChange),
 )
 async def post_onhand(
-    environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, request: Request, principal: WriterDep, uow: UnitOfWorkDep
 ) -> Response:
     return await answer_single(
         request,
@@ -103,7 +104,7 @@ async def post_onhand(
     openapi_extra=json_body(OnHandChange, array=True, max_items=MAX_BULK_ITEMS),
 )
 async def post_onhand_bulk(
-    environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, request: Request, principal: WriterDep, uow: UnitOfWorkDep
 ) -> Response:
     return await answer_bulk(
         request,
@@ -124,7 +125,7 @@ async def post_setonhand_bulk(
     environment_id: EnvironmentId,
     data_source: str,
     request: Request,
-    principal: PrincipalDep,
+    principal: WriterDep,
     uow: UnitOfWorkDep,
 ) -> Response:
     return await answer_bulk(
@@ -143,7 +144,7 @@ async def post_setonhand_bulk(
     openapi_extra=json_body(IndexQuery),
 )
 async def post_indexquery(
-    environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, request: Request, principal: ReaderDep, uow: UnitOfWorkDep
 ) -> Response:
     query = parse_body(IndexQuery, await read_body(request))
     rows = await query_onhand_index(
@@ -203,7 +204,7 @@ def _flag(name: str, text: str) -> bool:
     },
 )
 async def get_onhand(
-    environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, request: Request, principal: ReaderDep, uow: UnitOfWorkDep
 ) -> Response:
     # Read by hand: any other parameter is a dimension filter, and names are case-insensitive.
     filters: dict[str, list[str]] = {}
@@ -237,7 +238,7 @@ async def get_onhand(
     openapi_extra=json_body(ExactQuery),
 )
 async def post_exactquery(
-    environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, request: Request, principal: ReaderDep, uow: UnitOfWorkDep
 ) -> Response:
     query = parse_body(ExactQuery, await read_body(request))
     rows = await query_onhand_exact(

@@ -7,7 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from ringfence.api.dependencies import EnvironmentId, PrincipalDep, UnitOfWorkDep
+from ringfence.api.dependencies import (
+    EnvironmentId,
+    ReaderDep,
+    UnitOfWorkDep,
+    WriterDep,
+)
 from ringfence.api.errors import ERROR_RESPONSES
 from ringfence.api.jsonio import JsonResponse
 from ringfence.api.openapi import json_body
@@ -73,7 +78,7 @@ def _unreserve(model: UnreserveItem) -> UnreserveRequest:
     openapi_extra=json_body(ReserveItem),
 )
 async def post_reserve(
-    environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, request: Request, principal: WriterDep, uow: UnitOfWorkDep
 ) -> Response:
     return await answer_single(
         request, ReserveItem, _reserve, lambda items: reserve(uow, principal, environment_id, items)
@@ -88,7 +93,7 @@ async def post_reserve(
     openapi_extra=json_body(ReserveItem, array=True, max_items=MAX_BULK_ITEMS),
 )
 async def post_reserve_bulk(
-    environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, request: Request, principal: WriterDep, uow: UnitOfWorkDep
 ) -> Response:
     return await answer_bulk(
         request, ReserveItem, _reserve, lambda items: reserve(uow, principal, environment_id, items)
@@ -108,7 +113,7 @@ async def post_reserve_bulk(
     openapi_extra=json_body(UnreserveItem),
 )
 async def post_unreserve(
-    environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, request: Request, principal: WriterDep, uow: UnitOfWorkDep
 ) -> Response:
     return await answer_single(
         request,
@@ -126,7 +131,7 @@ async def post_unreserve(
     openapi_extra=json_body(UnreserveItem, array=True, max_items=MAX_BULK_ITEMS),
 )
 async def post_unreserve_bulk(
-    environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, request: Request, principal: WriterDep, uow: UnitOfWorkDep
 ) -> Response:
     return await answer_bulk(
         request,
@@ -145,7 +150,7 @@ async def post_unreserve_bulk(
 async def get_reservations(
     environment_id: EnvironmentId,
     request: Request,
-    principal: PrincipalDep,
+    principal: ReaderDep,
     uow: UnitOfWorkDep,
     organizationId: str | None = None,
     productId: str | None = None,

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ringfence.api.dependencies import (
+    AdminDep,
     EnvironmentId,
-    PrincipalDep,
     UnitOfWorkDep,
     parse_body,
     read_body,
@@ -43,7 +43,7 @@ def _token(record: TokenRecord) -> dict[str, object]:
     responses=ERROR_RESPONSES,
 )
 async def get_tokens(
-    environment_id: EnvironmentId, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, principal: AdminDep, uow: UnitOfWorkDep
 ) -> Response:
     del environment_id  # the principal's environment, checked by PrincipalDep
     return JsonResponse([_token(record) for record in await list_tokens(uow, principal)])
@@ -58,7 +58,7 @@ async def get_tokens(
     openapi_extra=json_body(TokenCreate),
 )
 async def post_token(
-    environment_id: EnvironmentId, request: Request, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, request: Request, principal: AdminDep, uow: UnitOfWorkDep
 ) -> Response:
     del environment_id
     body = parse_body(TokenCreate, await read_body(request))
@@ -81,7 +81,7 @@ async def post_token(
     responses=ERROR_RESPONSES,
 )
 async def delete_token(
-    environment_id: EnvironmentId, name: str, principal: PrincipalDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, name: str, principal: AdminDep, uow: UnitOfWorkDep
 ) -> Response:
     del environment_id
     return JsonResponse(_token(await revoke_token(uow, principal, name)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -55,4 +56,19 @@ async def list_journal(
     more = len(entries) > journal_filter.limit
     entries = entries[: journal_filter.limit]
     cursor = entries[-1].sequence if more and entries else None
+    if principal.group_scope:
+        # A token narrowed to a subtree sees no allocation outside it, not even in history
+        # (a page may then hold fewer entries than asked; `next` still continues after it).
+        entries = [entry for entry in entries if _within_scope(entry, principal.group_scope)]
     return JournalPage(entries, cursor)
+
+
+def _within_scope(entry: JournalEntry, scope: tuple[tuple[str, str], ...]) -> bool:
+    prefix = [(name.lower(), value) for name, value in scope]
+    for field in ("groups", "sourceGroups"):
+        groups = entry.request.get(field)
+        if isinstance(groups, Mapping):
+            path = [(str(name).lower(), value) for name, value in groups.items()]
+            if path[: len(prefix)] != prefix:
+                return False
+    return True

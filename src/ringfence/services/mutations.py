@@ -132,6 +132,10 @@ async def _attempt(
         prepared: list[Op | ItemResult] = []
         for index, request in enumerate(requests):
             try:
+                # Scope first: a refusal must not tell what exists in another organization.
+                named = getattr(request, "organization_id", None)
+                if isinstance(named, str):
+                    principal.require_organization(named)
                 operation = validate(configuration, request)
                 principal.require_organization(operation.partition.organization_id)
                 if authorize is not None:

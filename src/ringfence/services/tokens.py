@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from ringfence.domain.access import Principal, Role, parse_group_scope
 from ringfence.domain.dimensions import check_identifier
-from ringfence.domain.errors import Conflict, NotFound, Unauthenticated
+from ringfence.domain.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from ringfence.services.configuration import ensure_environment
 from ringfence.services.ports import TokenRecord, UnitOfWorkFactory
 
@@ -58,6 +58,7 @@ async def create_token(
     missing (the command line's way to start one)."""
     environment_id = principal.environment_id
     principal.require(Role.ADMIN, environment_id)
+    _require_within(principal, organizations, groups)
     if create_environment:
         await ensure_environment(uow, environment_id, actor="token create")
     token_id = secrets.token_hex(8)
@@ -90,6 +91,29 @@ async def create_token(
         await work.tokens.add(record)
         await work.commit()
     return IssuedToken(record, token)
+
+
+def _require_within(
+    principal: Principal, organizations: Sequence[str], groups: Sequence[str]
+) -> None:
+    """An administrator narrowed to organizations or a group prefix issues no wider token."""
+    if principal.organizations is not None:
+        wider = [org for org in organizations if org not in principal.organizations]
+        if not organizations or wider:
+            raise Forbidden(
+                "organization-out-of-scope",
+                "this token may only issue tokens limited to its own organizations: "
+                + ", ".join(sorted(principal.organizations)),
+            )
+    if principal.group_scope:
+        scope = [(name.lower(), value) for name, value in principal.group_scope]
+        asked = [(name.lower(), value) for name, value in parse_group_scope(groups)]
+        if asked[: len(scope)] != scope:
+            raise Forbidden(
+                "group-out-of-scope",
+                "this token may only issue tokens inside its own allocation subtree: "
+                + ", ".join(f"{name}={value}" for name, value in principal.group_scope),
+            )
 
 
 async def list_tokens(uow: UnitOfWorkFactory, principal: Principal) -> list[TokenRecord]:
