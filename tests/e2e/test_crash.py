@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import make_url
 
 from tests import invariants
 from tests.e2e.conftest import Cli, Server, free_port, start_server
@@ -193,7 +194,7 @@ def test_killed_servers_lose_nothing_and_double_nothing(cli: Cli) -> None:
     accepted = sum(client.model.accepted for client in clients)
     assert report.journal_entries == accepted
     FIGURES.mkdir(parents=True, exist_ok=True)
-    (FIGURES / f"crash-{cli.database_url.split(':')[0]}.json").write_text(
+    (FIGURES / f"crash-{make_url(cli.database_url).get_backend_name()}.json").write_text(
         json.dumps(
             {
                 "requests_sent": tally.sent,
