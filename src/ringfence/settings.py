@@ -15,7 +15,7 @@ class Settings(BaseSettings):
         default="sqlite:///./ringfence.db",
         description="sqlite:///FILE (embedded default) or postgresql+psycopg://USER@HOST/DB",
     )
-    pool_size: int = Field(default=8, ge=1, le=100, description="Database connections per process")
+    pool_size: int = Field(default=16, ge=1, le=100, description="Database connections per process")
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)"
     )

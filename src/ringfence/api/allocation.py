@@ -87,6 +87,7 @@ async def post_allocate(
         AllocationItem,
         _allocation,
         lambda items: allocate(uow, principal, environment_id, items),
+        coalesce=("allocate", principal),
     )
 
 
@@ -105,6 +106,7 @@ async def post_unallocate(
         AllocationItem,
         _allocation,
         lambda items: unallocate(uow, principal, environment_id, items),
+        coalesce=("unallocate", principal),
     )
 
 
@@ -125,6 +127,7 @@ async def post_reallocate(
         ReallocateItem,
         _reallocation,
         lambda items: reallocate(uow, principal, environment_id, items),
+        coalesce=("reallocate", principal),
     )
 
 
@@ -150,6 +153,7 @@ async def post_consume(
         ConsumeItem,
         _consumption,
         lambda items: consume(uow, principal, environment_id, items),
+        coalesce=("consume", principal),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Request
@@ -13,6 +13,7 @@ from ringfence.api.errors import invalid_from_validation
 from ringfence.api.jsonio import read_json
 from ringfence.domain.access import Principal, Role
 from ringfence.domain.errors import Forbidden, Unauthenticated
+from ringfence.services.coalescer import Coalescer
 from ringfence.services.ports import UnitOfWorkFactory
 from ringfence.services.tokens import authenticate
 
@@ -25,6 +26,7 @@ __all__ = [
     "ReaderDep",
     "UnitOfWorkDep",
     "WriterDep",
+    "coalescer_of",
     "parse_body",
     "read_body",
 ]
@@ -38,11 +40,16 @@ class ApiState:
 
     uow: UnitOfWorkFactory
     max_body_bytes: int
+    coalescer: Coalescer = field(default_factory=Coalescer)
 
 
 def _state(request: Request) -> ApiState:
     state: ApiState = request.app.state.api
     return state
+
+
+def coalescer_of(request: Request) -> Coalescer:
+    return _state(request).coalescer
 
 
 def get_uow(request: Request) -> UnitOfWorkFactory:

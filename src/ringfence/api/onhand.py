@@ -93,6 +93,7 @@ async def post_onhand(
         OnHandChange,
         _change,
         lambda items: post_onhand_changes(uow, principal, environment_id, items),
+        coalesce=("onhand", principal),
     )
 
 

@@ -81,7 +81,11 @@ async def post_reserve(
     environment_id: EnvironmentId, request: Request, principal: WriterDep, uow: UnitOfWorkDep
 ) -> Response:
     return await answer_single(
-        request, ReserveItem, _reserve, lambda items: reserve(uow, principal, environment_id, items)
+        request,
+        ReserveItem,
+        _reserve,
+        lambda items: reserve(uow, principal, environment_id, items),
+        coalesce=("reserve", principal),
     )
 
 
@@ -120,6 +124,7 @@ async def post_unreserve(
         UnreserveItem,
         _unreserve,
         lambda items: unreserve(uow, principal, environment_id, items),
+        coalesce=("unreserve", principal),
     )
 
 

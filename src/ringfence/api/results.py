@@ -10,9 +10,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ringfence.api.dependencies import read_body
+from ringfence.api.dependencies import coalescer_of, read_body
 from ringfence.api.errors import invalid_from_validation, problem_body, problem_response
 from ringfence.api.jsonio import JsonResponse
+from ringfence.domain.access import Principal
 from ringfence.domain.errors import FieldIssue, Invalid
 from ringfence.domain.operations import Bucket, ItemResult
 
@@ -34,15 +35,36 @@ M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
 
 
-Service = Callable[[list[R]], Awaitable[list[ItemResult]]]
+Service = Callable[[Sequence[R]], Awaitable[list[ItemResult]]]
 """A service function with everything but its requests already given."""
 
 
 async def answer_single(
-    request: Request, model: type[M], convert: Callable[[M], R], service: Service[R]
+    request: Request,
+    model: type[M],
+    convert: Callable[[M], R],
+    service: Service[R],
+    *,
+    coalesce: tuple[str, Principal] | None = None,
 ) -> Response:
-    """Parse one operation's body, run it, answer it (or its refusal, with its id)."""
+    """Parse one operation's body, run it, answer it (or its refusal, with its id).
+
+    With ``coalesce`` (the operation's kind and caller), the operation joins the next batch of
+    its partition (see :mod:`ringfence.services.coalescer`).
+    """
     items, refused = parse_single(await read_body(request), model, convert)
+    if coalesce is not None and items:
+        kind, principal = coalesce
+        [item] = items
+        key = (
+            principal.environment_id,
+            kind,
+            principal.token_id or principal.name,
+            getattr(item, "organization_id", None),
+            getattr(item, "product_id", None),
+        )
+        result = await coalescer_of(request).submit(key, item, service)
+        return single_response(result, request.url.path)
     results = await service(items)
     return single_response([*results, *refused][0], request.url.path)
 

@@ -4,7 +4,8 @@ SQLite: WAL journal, ``synchronous=FULL`` (an acknowledged commit survives a cra
 process or the machine), and writers start with ``BEGIN IMMEDIATE`` through a single pooled
 connection per process, so writers queue instead of failing on a busy database; several
 processes wait for each other through ``busy_timeout``.
-PostgreSQL: psycopg 3, a small pool, READ COMMITTED; partitions serialize on their row lock.
+PostgreSQL: psycopg 3, a small pool, READ COMMITTED for writes and autocommit for reads;
+partitions serialize on their row lock.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class Database:
 
     async def dispose(self) -> None:
         await self.writer.dispose()
-        if self.reader is not self.writer:
+        if self.reader.pool is not self.writer.pool:
             await self.reader.dispose()
 
     async def schema_revision(self) -> str | None:
@@ -122,7 +123,11 @@ def open_database(url_text: str | URL, *, pool_size: int = 8) -> Database:
         json_serializer=_json_dumps,
         json_deserializer=loads,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        # A few extra connections for bursts; more would be opened and closed again under load.
+        max_overflow=max(pool_size // 4, 2),
         pool_recycle=1800,
     )
-    return Database(url, reader=engine, writer=engine)
+    # Reads need no transaction of their own: each statement sees committed data, and a
+    # read-only unit of work costs its statements' round trips, not BEGIN and ROLLBACK too.
+    reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return Database(url, reader=reader, writer=engine)
