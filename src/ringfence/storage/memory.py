@@ -80,9 +80,6 @@ class _Environments:
         state.allocations = {k: v for k, v in state.allocations.items() if k[0] != environment_id}
         state.journal = [item for item in state.journal if item[0] != environment_id]
 
-    async def list_ids(self) -> list[str]:
-        return sorted(self._state.environments)
-
 
 class _Configurations:
     def __init__(self, state: MemoryState) -> None:

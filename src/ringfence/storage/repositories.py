@@ -140,12 +140,6 @@ class SqlEnvironmentRepository(_Repository):
                 delete(table).where(table.c.environment_id == environment_id)
             )
 
-    async def list_ids(self) -> list[str]:
-        result = await self._connection.scalars(
-            select(environments.c.environment_id).order_by(environments.c.environment_id)
-        )
-        return list(result)
-
 
 def _stored_configuration(row: Any) -> StoredConfiguration:
     return StoredConfiguration(
