@@ -17,10 +17,12 @@ from starlette.datastructures import FormData
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ringfence.domain.access import Role
+from ringfence.domain.configuration import Configuration
 from ringfence.domain.dimensions import Dimensions
 from ringfence.domain.errors import Unauthenticated
 from ringfence.domain.ledger import GroupPath
 from ringfence.domain.quantity import format_quantity
+from ringfence.services.configuration import get_configuration
 from ringfence.services.ports import UnitOfWorkFactory
 from ringfence.services.sessions import Session, check_csrf, resume_session
 
@@ -30,6 +32,7 @@ __all__ = [
     "CurrentSession",
     "SignInRequired",
     "WebState",
+    "configuration_of",
     "form",
     "new_operation_id",
     "render",
@@ -123,6 +126,13 @@ def redirect_to_sign_in(error: SignInRequired) -> Response:
     if error.reason:
         target += "&expired=1"
     return RedirectResponse(target, status_code=303)
+
+
+async def configuration_of(request: Request, session: Session) -> Configuration:
+    """The signed-in environment's current configuration."""
+    principal = session.principal
+    current = await get_configuration(state(request).uow, principal, principal.environment_id)
+    return current.configuration
 
 
 async def form(request: Request, session: Session) -> FormData:

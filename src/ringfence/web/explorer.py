@@ -14,11 +14,16 @@ from ringfence.domain.configuration import Configuration, MeasureRef
 from ringfence.domain.errors import RingfenceError
 from ringfence.domain.quantity import format_quantity
 from ringfence.domain.query import IndexQueryRequest, OnHandRow
-from ringfence.services.configuration import get_configuration
 from ringfence.services.onhand import query_onhand_index
 from ringfence.services.overview import product_catalog
 from ringfence.services.sessions import Session
-from ringfence.web.common import SECURITY_HEADERS, CurrentSession, render, state
+from ringfence.web.common import (
+    SECURITY_HEADERS,
+    CurrentSession,
+    configuration_of,
+    render,
+    state,
+)
 
 __all__ = ["router"]
 
@@ -56,9 +61,7 @@ async def _query(
 ) -> tuple[Configuration, IndexQueryRequest, list[OnHandRow] | None, RingfenceError | None]:
     uow = state(request).uow
     principal = session.principal
-    configuration = (
-        await get_configuration(uow, principal, principal.environment_id)
-    ).configuration
+    configuration = await configuration_of(request, session)
     query = _request(request.query_params, configuration)
     if not query.filters["organizationId"]:
         return configuration, query, None, None

@@ -8,13 +8,20 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
+from ringfence.domain.configuration import Configuration
 from ringfence.domain.errors import RingfenceError
 from ringfence.domain.reservations import ReserveRequest, UnreserveRequest
-from ringfence.services.configuration import get_configuration
 from ringfence.services.ports import ReservationFilter
 from ringfence.services.reservations import list_reservations, reserve, unreserve
 from ringfence.services.sessions import Session
-from ringfence.web.common import CurrentSession, form, new_operation_id, render, state
+from ringfence.web.common import (
+    CurrentSession,
+    configuration_of,
+    form,
+    new_operation_id,
+    render,
+    state,
+)
 
 __all__ = ["router"]
 
@@ -26,6 +33,7 @@ PAGE_SIZE = 50
 async def _page(
     request: Request,
     session: Session,
+    configuration: Configuration,
     *,
     failed: str | None = None,
     error: RingfenceError | None = None,
@@ -34,9 +42,6 @@ async def _page(
     uow = state(request).uow
     principal = session.principal
     params = request.query_params
-    configuration = (
-        await get_configuration(uow, principal, principal.environment_id)
-    ).configuration
     listing = ReservationFilter(
         organization_id=params.get("organizationId") or None,
         product_id=params.get("productId") or None,
@@ -72,7 +77,7 @@ async def _page(
 
 @router.get("/reservations")
 async def reservations_page(request: Request, session: CurrentSession) -> Response:
-    return await _page(request, session)
+    return await _page(request, session, await configuration_of(request, session))
 
 
 @router.post("/reservations/reserve")
@@ -80,9 +85,7 @@ async def reserve_form(request: Request, session: CurrentSession) -> Response:
     data = await form(request, session)
     uow = state(request).uow
     principal = session.principal
-    configuration = (
-        await get_configuration(uow, principal, principal.environment_id)
-    ).configuration
+    configuration = await configuration_of(request, session)
     typed: dict[str, Any] = {
         "id": str(data.get("id") or new_operation_id("reserve")),
         "organizationId": str(data.get("organizationId") or "").strip(),
@@ -114,6 +117,7 @@ async def reserve_form(request: Request, session: CurrentSession) -> Response:
         return await _page(
             request,
             session,
+            configuration,
             failed="reserve",
             error=result.error,
             typed=typed,
@@ -145,6 +149,7 @@ async def unreserve_form(request: Request, session: CurrentSession) -> Response:
         return await _page(
             request,
             session,
+            await configuration_of(request, session),
             failed=f"unreserve-{reservation_id}",
             error=result.error,
             typed={"quantity": quantity},

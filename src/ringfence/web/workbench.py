@@ -34,10 +34,16 @@ from ringfence.services.allocation import (
     reallocate,
     unallocate,
 )
-from ringfence.services.configuration import get_configuration
 from ringfence.services.overview import dimension_values, product_catalog
 from ringfence.services.sessions import Session
-from ringfence.web.common import CurrentSession, form, new_operation_id, render, state
+from ringfence.web.common import (
+    CurrentSession,
+    configuration_of,
+    form,
+    new_operation_id,
+    render,
+    state,
+)
 
 __all__ = ["router"]
 
@@ -149,6 +155,7 @@ def _consume_label(configuration: Configuration, ref: MeasureRef, modifier: str)
 async def _page(
     request: Request,
     session: Session,
+    configuration: Configuration,
     selection: Selection,
     *,
     failed: str | None = None,
@@ -160,7 +167,6 @@ async def _page(
     uow = state(request).uow
     principal = session.principal
     environment_id = principal.environment_id
-    configuration = (await get_configuration(uow, principal, environment_id)).configuration
     view: AllocationView | None = None
     query_error: RingfenceError | None = None
     suggestions: dict[str, list[str]] = {}
@@ -230,12 +236,10 @@ async def _page(
 
 @router.get("/workbench")
 async def workbench_page(request: Request, session: CurrentSession) -> Response:
-    configuration = (
-        await get_configuration(
-            state(request).uow, session.principal, session.principal.environment_id
-        )
-    ).configuration
-    return await _page(request, session, Selection.read(request.query_params, configuration))
+    configuration = await configuration_of(request, session)
+    return await _page(
+        request, session, configuration, Selection.read(request.query_params, configuration)
+    )
 
 
 def _describe(action: str, typed: Mapping[str, Any]) -> str:
@@ -254,7 +258,7 @@ async def workbench_action(request: Request, action: str, session: CurrentSessio
     uow = state(request).uow
     principal = session.principal
     environment_id = principal.environment_id
-    configuration = (await get_configuration(uow, principal, environment_id)).configuration
+    configuration = await configuration_of(request, session)
     selection = Selection.read(data, configuration)
     operation_id = str(data.get("id") or new_operation_id(action))
     quantity = str(data.get("quantity") or "").strip()
@@ -303,6 +307,7 @@ async def workbench_action(request: Request, action: str, session: CurrentSessio
         return await _page(
             request,
             session,
+            configuration,
             selection,
             failed=action,
             error=result.error,
