@@ -34,6 +34,7 @@ from ringfence.api.health import Metrics
 from ringfence.api.openapi import install_openapi
 from ringfence.bootstrap import Container, build
 from ringfence.domain.errors import RingfenceError
+from ringfence.services.coalescer import Coalescer
 from ringfence.settings import Settings
 from ringfence.web import error_page, install_web
 
@@ -91,7 +92,11 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         docs_url="/docs",
         redoc_url=None,
     )
-    app.state.api = ApiState(uow=services.uow, max_body_bytes=services.settings.max_body_bytes)
+    app.state.api = ApiState(
+        uow=services.uow,
+        max_body_bytes=services.settings.max_body_bytes,
+        coalescer=Coalescer() if services.settings.coalesce else None,
+    )
     app.state.readiness = services.readiness
     metrics: Metrics = health.install_metrics(app)
     install_error_handlers(app)

@@ -19,4 +19,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)"
     )
+    coalesce: bool = Field(
+        default=True,
+        description="Apply concurrent single operations on one product together in one "
+        "transaction (each still answered on its own); false runs each alone",
+    )
     log_level: str = Field(default="info", description="debug, info, warning or error")

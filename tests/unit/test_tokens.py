@@ -8,7 +8,13 @@ import pytest
 
 from ringfence.domain.access import Principal, Role
 from ringfence.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
-from ringfence.services.tokens import authenticate, create_token, list_tokens, revoke_token
+from ringfence.services.tokens import (
+    authenticate,
+    authenticate_many,
+    create_token,
+    list_tokens,
+    revoke_token,
+)
 from ringfence.storage.memory import MemoryUnitOfWorkFactory
 
 
@@ -125,6 +131,30 @@ async def test_authenticate_refuses_a_revoked_token(
     with pytest.raises(Unauthenticated):
         await authenticate(uow, issued.token)
     assert (await authenticate(uow, kept.token)).name == "kept"
+
+
+async def test_authenticate_many_answers_each_token_on_its_own_in_order(
+    uow: MemoryUnitOfWorkFactory, environment_id: str
+) -> None:
+    operator = Principal.operator(environment_id)
+    reader = await create_token(uow, operator, Role.READER, name="reader")
+    leaked = await create_token(uow, operator, Role.ADMIN, name="leaked")
+    await revoke_token(uow, operator, "leaked")
+    token_id, secret = reader.token.removeprefix("rf_").split("_", 1)
+    forged = f"rf_{token_id}_{'x' * len(secret)}"
+
+    answers = await authenticate_many(
+        uow, [reader.token, leaked.token, forged, "not-a-token", reader.token]
+    )
+
+    assert [getattr(answer, "name", None) for answer in answers] == [
+        "reader",
+        None,
+        None,
+        None,
+        "reader",
+    ]
+    assert all(isinstance(answer, Unauthenticated) for answer in answers[1:4])
 
 
 async def test_revoke_token_twice_keeps_the_first_revocation(

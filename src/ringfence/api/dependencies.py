@@ -15,7 +15,7 @@ from ringfence.domain.access import Principal, Role
 from ringfence.domain.errors import Forbidden, Unauthenticated
 from ringfence.services.coalescer import Coalescer
 from ringfence.services.ports import UnitOfWorkFactory
-from ringfence.services.tokens import authenticate
+from ringfence.services.tokens import authenticate, authenticate_many
 
 __all__ = [
     "AdminDep",
@@ -40,7 +40,8 @@ class ApiState:
 
     uow: UnitOfWorkFactory
     max_body_bytes: int
-    coalescer: Coalescer = field(default_factory=Coalescer)
+    coalescer: Coalescer | None = field(default_factory=Coalescer)
+    """None when coalescing is turned off (``RINGFENCE_COALESCE=false``)."""
 
 
 def _state(request: Request) -> ApiState:
@@ -48,7 +49,7 @@ def _state(request: Request) -> ApiState:
     return state
 
 
-def coalescer_of(request: Request) -> Coalescer:
+def coalescer_of(request: Request) -> Coalescer | None:
     return _state(request).coalescer
 
 
@@ -62,6 +63,9 @@ EnvironmentId = Annotated[
 
 UnitOfWorkDep = Annotated[UnitOfWorkFactory, Depends(get_uow)]
 
+_TOKENS = ("tokens",)
+"""The coalescer's key for token checks (partition keys are tuples of another length)."""
+
 
 async def get_principal(request: Request, uow: UnitOfWorkDep) -> Principal:
     header = request.headers.get("authorization")
@@ -72,7 +76,19 @@ async def get_principal(request: Request, uow: UnitOfWorkDep) -> Principal:
         raise Unauthenticated(
             "invalid-token", "the Authorization header must read 'Bearer <token>'"
         )
-    principal = await authenticate(uow, token.strip())
+    state = _state(request)
+    token = token.strip()
+    if state.coalescer is None:
+        principal = await authenticate(uow, token)
+    else:
+        # Concurrent requests' tokens are read together, each read starting after its request
+        # arrived: one query per batch, revocation still effective from the next request on.
+        answer = await state.coalescer.submit(
+            _TOKENS, token, lambda tokens: authenticate_many(uow, tokens)
+        )
+        if isinstance(answer, Unauthenticated):
+            raise answer
+        principal = answer
     environment_id = request.path_params.get("environmentId")
     if environment_id is not None and environment_id != principal.environment_id:
         # The same answer whether that environment exists or not.

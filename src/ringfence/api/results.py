@@ -53,7 +53,8 @@ async def answer_single(
     its partition (see :mod:`ringfence.services.coalescer`).
     """
     items, refused = parse_single(await read_body(request), model, convert)
-    if coalesce is not None and items:
+    coalescer = coalescer_of(request)
+    if coalesce is not None and coalescer is not None and items:
         kind, principal = coalesce
         [item] = items
         key = (
@@ -63,8 +64,8 @@ async def answer_single(
             getattr(item, "organization_id", None),
             getattr(item, "product_id", None),
         )
-        result = await coalescer_of(request).submit(key, item, service)
-        return single_response(result, request.url.path)
+        result = await coalescer.submit(key, item, service)
+        return single_response(replace(result, index=0), request.url.path)
     results = await service(items)
     return single_response([*results, *refused][0], request.url.path)
 

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
-
-from ringfence.domain.operations import ItemResult
 
 __all__ = ["MAX_BATCH", "Coalescer"]
 
@@ -28,13 +26,15 @@ MAX_BATCH = 256
 """Most operations in one batch: bounds how long one transaction holds its partition."""
 
 Request = TypeVar("Request")
-Batch = Callable[[Sequence[Request]], Awaitable[list[ItemResult]]]
+Result = TypeVar("Result")
+Batch = Callable[[Sequence[Request]], Awaitable[Sequence[Result]]]
+"""Runs a batch: one result per request, in order."""
 
 
 @dataclass
 class _Queue:
-    run: Batch[Any]
-    waiting: list[tuple[Any, asyncio.Future[ItemResult]]] = field(default_factory=list)
+    run: Batch[Any, Any]
+    waiting: list[tuple[Any, asyncio.Future[Any]]] = field(default_factory=list)
 
 
 class Coalescer:
@@ -50,13 +50,13 @@ class Coalescer:
         """No batch is running or waiting."""
         return not self._queues
 
-    async def submit(self, key: Hashable, request: Request, run: Batch[Request]) -> ItemResult:
+    async def submit(self, key: Hashable, request: Request, run: Batch[Request, Result]) -> Result:
         """Run ``request`` in the next batch of ``key``; ``run`` runs a batch of that key.
 
         Operations under one key must be runnable together by any of their ``run``s (the key
         holds what they share: environment, kind, caller and partition).
         """
-        future: asyncio.Future[ItemResult] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = _Queue(run)
@@ -83,7 +83,7 @@ class Coalescer:
                     continue
                 for (_, future), result in zip(batch, results, strict=True):
                     if not future.done():
-                        future.set_result(replace(result, index=0))
+                        future.set_result(result)
         finally:
             del self._queues[key]
             for _, future in queue.waiting:  # only if cancelled mid-way

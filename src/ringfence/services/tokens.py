@@ -23,6 +23,7 @@ from ringfence.services.ports import TokenRecord, UnitOfWorkFactory
 __all__ = [
     "IssuedToken",
     "authenticate",
+    "authenticate_many",
     "create_token",
     "list_tokens",
     "principal_of",
@@ -146,17 +147,46 @@ _INVALID = "the bearer token is not valid (unknown, malformed or revoked)"
 
 async def authenticate(uow: UnitOfWorkFactory, token: str) -> Principal:
     """The principal a bearer token stands for, or :class:`Unauthenticated`."""
+    [answer] = await authenticate_many(uow, [token])
+    if isinstance(answer, Unauthenticated):
+        raise answer
+    return answer
+
+
+async def authenticate_many(
+    uow: UnitOfWorkFactory, tokens: Sequence[str]
+) -> list[Principal | Unauthenticated]:
+    """:func:`authenticate` for several tokens with one database read, one answer per token.
+
+    The API checks the tokens of concurrent requests together (see
+    :class:`~ringfence.services.coalescer.Coalescer`): each is still checked against the
+    database after its request arrived, so a revoked token is refused from the next request on.
+    """
+    ids = [_token_id(token) for token in tokens]
+    wanted = sorted({token_id for token_id in ids if token_id is not None})
+    records: dict[str, TokenRecord] = {}
+    if wanted:
+        async with uow(read_only=True) as work:
+            records = await work.tokens.get_many(wanted)
+    return [
+        _verify(token, records.get(token_id or ""))
+        for token, token_id in zip(tokens, ids, strict=True)
+    ]
+
+
+def _token_id(token: str) -> str | None:
     if not token.startswith(_PREFIX) or token.count("_") < 2 or len(token) > 200:
-        raise Unauthenticated("invalid-token", _INVALID)
-    token_id = token[len(_PREFIX) :].split("_", 1)[0]
-    async with uow(read_only=True) as work:
-        record = await work.tokens.get(token_id)
+        return None
+    return token[len(_PREFIX) :].split("_", 1)[0]
+
+
+def _verify(token: str, record: TokenRecord | None) -> Principal | Unauthenticated:
     # Compare even when the id is unknown, so timing does not tell ids apart.
     expected = record.secret_hash if record is not None else _digest("")
     if not hmac.compare_digest(expected, _digest(token)) or record is None:
-        raise Unauthenticated("invalid-token", _INVALID)
+        return Unauthenticated("invalid-token", _INVALID)
     if record.revoked_at is not None:
-        raise Unauthenticated("invalid-token", _INVALID)
+        return Unauthenticated("invalid-token", _INVALID)
     return principal_of(record)
 
 

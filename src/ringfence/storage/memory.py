@@ -117,6 +117,9 @@ class _Tokens:
     async def get(self, token_id: str) -> TokenRecord | None:
         return self._state.tokens.get(token_id)
 
+    async def get_many(self, token_ids: Sequence[str]) -> dict[str, TokenRecord]:
+        return {i: self._state.tokens[i] for i in token_ids if i in self._state.tokens}
+
     async def get_by_name(self, environment_id: str, name: str) -> TokenRecord | None:
         for record in self._state.tokens.values():
             if record.environment_id == environment_id and record.name == name:

@@ -249,6 +249,15 @@ class SqlTokenRepository(_Repository):
         ).first()
         return _token(row) if row is not None else None
 
+    async def get_many(self, token_ids: Sequence[str]) -> dict[str, TokenRecord]:
+        found: dict[str, TokenRecord] = {}
+        for chunk in _chunks(token_ids):
+            for row in await self._connection.execute(
+                select(tokens).where(tokens.c.token_id.in_(chunk))
+            ):
+                found[row.token_id] = _token(row)
+        return found
+
     async def get_by_name(self, environment_id: str, name: str) -> TokenRecord | None:
         row = (
             await self._connection.execute(

@@ -215,7 +215,8 @@ journal = Table(
     Column("result", Json, nullable=False),
     Column("actor", Id, nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
-    UniqueConstraint("environment_id", "kind", "operation_id"),
+    # Led by the operation id: idempotency lookups of a batch's ids never depend on statistics.
+    UniqueConstraint("operation_id", "environment_id", "kind"),
     Index("ix_journal_environment_sequence", "environment_id", "sequence"),
     Index(
         "ix_journal_partition_sequence",
