@@ -74,7 +74,18 @@ def _version(stored: StoredConfiguration) -> ConfigurationVersion:
 
 
 async def load_configuration(work: UnitOfWork, environment_id: str) -> ConfigurationVersion:
-    """The environment's current configuration (parsed once per version and process)."""
+    """The environment's current configuration (read and parsed once per version and process:
+    otherwise only its stamp is read)."""
+    stamp = await work.configurations.current_stamp(environment_id)
+    if stamp is None:
+        raise NotFound("environment-not-found", f"environment {environment_id!r} does not exist")
+    key = (stamp.environment_id, stamp.version, stamp.created_at)
+    cached = _parsed.get(key)
+    if cached is not None:
+        _parsed.move_to_end(key)
+        return ConfigurationVersion(
+            stamp.environment_id, stamp.version, cached, stamp.created_at, stamp.created_by
+        )
     stored = await work.configurations.current(environment_id)
     if stored is None:
         raise NotFound("environment-not-found", f"environment {environment_id!r} does not exist")

@@ -32,6 +32,7 @@ from ringfence.domain.query import AggregateRow, OnHandSelection
 __all__ = [
     "AllocationRepository",
     "ConfigurationRepository",
+    "ConfigurationStamp",
     "DuplicateOperation",
     "EnvironmentRepository",
     "JournalFilter",
@@ -63,6 +64,16 @@ class StoredConfiguration:
     environment_id: str
     version: int
     document: Mapping[str, object]
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigurationStamp:
+    """What identifies a stored configuration version, without its document."""
+
+    environment_id: str
+    version: int
     created_at: datetime
     created_by: str
 
@@ -108,6 +119,10 @@ class EnvironmentRepository(Protocol):
 
 class ConfigurationRepository(Protocol):
     async def current(self, environment_id: str) -> StoredConfiguration | None: ...
+
+    async def current_stamp(self, environment_id: str) -> ConfigurationStamp | None:
+        """The current version's stamp: enough to find its parsed document in a cache."""
+        ...
 
     async def version(self, environment_id: str, version: int) -> StoredConfiguration | None: ...
 

@@ -30,6 +30,7 @@ from ringfence.domain.operations import JournalEntry, OperationKind, PartitionKe
 from ringfence.domain.quantity import ZERO
 from ringfence.domain.query import AggregateRow, OnHandSelection
 from ringfence.services.ports import (
+    ConfigurationStamp,
     DuplicateOperation,
     JournalFilter,
     ReservationFilter,
@@ -90,6 +91,14 @@ class _Configurations:
         if version is None:
             return None
         return self._state.configurations.get((environment_id, version))
+
+    async def current_stamp(self, environment_id: str) -> ConfigurationStamp | None:
+        stored = await self.current(environment_id)
+        if stored is None:
+            return None
+        return ConfigurationStamp(
+            stored.environment_id, stored.version, stored.created_at, stored.created_by
+        )
 
     async def version(self, environment_id: str, version: int) -> StoredConfiguration | None:
         return self._state.configurations.get((environment_id, version))

@@ -6,12 +6,28 @@ of a unit of work, and speak both SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Table, and_, delete, func, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,6 +48,7 @@ from ringfence.domain.operations import JournalEntry, OperationKind, PartitionKe
 from ringfence.domain.quantity import from_units, to_units
 from ringfence.domain.query import AggregateRow, OnHandSelection
 from ringfence.services.ports import (
+    ConfigurationStamp,
     DuplicateOperation,
     JournalFilter,
     ReservationFilter,
@@ -89,17 +106,108 @@ class _Repository:
         environment_id: str,
         columns: Sequence[Any],
         keys: Sequence[tuple[str, ...]],
+        *,
+        where: Mapping[str, str] | None = None,
     ) -> list[Any]:
-        """The environment's rows of ``table`` whose ``columns`` take one of ``keys``."""
+        """The environment's rows of ``table`` whose ``columns`` take one of ``keys`` (and whose
+        ``where`` columns equal the values given)."""
+        dialect = self._connection.dialect.name
+        filters = dict(where or {})
+        statement = _keyed_lookup(
+            dialect, table, tuple(c.name for c in columns), tuple(sorted(filters))
+        )
         found: list[Any] = []
         for chunk in _chunks(keys):
-            result = await self._connection.execute(
-                select(table).where(
-                    table.c.environment_id == environment_id, tuple_(*columns).in_(chunk)
-                )
-            )
-            found.extend(result)
+            parameters: dict[str, Any] = {
+                "environment_id": environment_id,
+                **{f"where_{name}": value for name, value in filters.items()},
+            }
+            if dialect == "postgresql":
+                for n in range(len(columns)):
+                    parameters[f"k{n}"] = [key[n] for key in chunk]
+            else:
+                parameters["keys"] = list(chunk)
+            found.extend(await self._connection.execute(statement, parameters))
         return found
+
+
+@functools.cache
+def _keyed_lookup(
+    dialect: str, table: Table, columns: tuple[str, ...], filters: tuple[str, ...]
+) -> Select[Any]:
+    """The statement of :meth:`_Repository._rows_keyed`, built once per shape.
+
+    Built statements are reused: SQLAlchemy then keeps their compiled form and cache key,
+    which building them per call recomputed (most of a hot batch's database time was there).
+
+    On PostgreSQL each key is looked up on its own, through a lateral subquery kept from being
+    flattened (``OFFSET 0``) over the keys unnested from one array per column: the plan uses the
+    whole index whatever the statistics say. A plain ``IN`` list was planned as a scan of the
+    environment's rows whenever a table had grown faster than autovacuum analyzed it (the
+    journal under a flash sale: 21 ms instead of 0.4 ms for 128 ids at 8,000 entries, and
+    growing with the table).
+    """
+    conditions = [
+        table.c.environment_id == bindparam("environment_id"),
+        *(table.c[name] == bindparam(f"where_{name}") for name in filters),
+    ]
+    if dialect != "postgresql":
+        keyed = tuple_(*(table.c[name] for name in columns))
+        return select(table).where(*conditions, keyed.in_(bindparam("keys", expanding=True)))
+    names = [f"k{n}" for n in range(len(columns))]
+    wanted = (
+        func.unnest(*(bindparam(name, type_=postgresql.ARRAY(Text)) for name in names))
+        .table_valued(*names)
+        .render_derived("wanted")
+    )
+    match = (
+        select(table)
+        .where(
+            *conditions, *(table.c[c] == wanted.c[n] for c, n in zip(columns, names, strict=True))
+        )
+        .offset(0)
+        .lateral("match")
+    )
+    return select(match).select_from(wanted.join(match, true()))
+
+
+@functools.cache
+def _partition_lock(dialect: str) -> Any:
+    """Upsert partition rows: the update takes each row's lock, held until commit (the
+    partition's serialization), in the order given (sorted, so lockers never deadlock)."""
+    bump = {"version": partitions.c.version + 1}
+    key = [partitions.c.environment_id, partitions.c.organization_id, partitions.c.product_id]
+    if dialect != "postgresql":
+        return sqlite.insert(partitions).on_conflict_do_update(index_elements=key, set_=bump)
+    given = (
+        func.unnest(
+            bindparam("organization_ids", type_=postgresql.ARRAY(Text)),
+            bindparam("product_ids", type_=postgresql.ARRAY(Text)),
+        )
+        .table_valued("organization_id", "product_id", with_ordinality="position")
+        .render_derived("given")
+    )
+    rows = select(
+        bindparam("environment_id", type_=Text),
+        given.c.organization_id,
+        given.c.product_id,
+        literal(1, BigInteger),
+    ).order_by(given.c.position)
+    return (
+        postgresql.insert(partitions)
+        .from_select(["environment_id", "organization_id", "product_id", "version"], rows)
+        .on_conflict_do_update(index_elements=key, set_=bump)
+    )
+
+
+@functools.cache
+def _upsert(dialect: str, table: Table, updated: tuple[str, ...]) -> Any:
+    """INSERT .. ON CONFLICT (primary key) DO UPDATE SET ``updated`` columns, built once."""
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return statement.on_conflict_do_update(
+        index_elements=[column.name for column in table.primary_key.columns],
+        set_={name: getattr(statement.excluded, name) for name in updated},
+    )
 
 
 class SqlEnvironmentRepository(_Repository):
@@ -151,6 +259,20 @@ def _stored_configuration(row: Any) -> StoredConfiguration:
     )
 
 
+_CURRENT_STAMP = (
+    select(configurations.c.version, configurations.c.created_at, configurations.c.created_by)
+    .join(
+        environments,
+        and_(
+            environments.c.environment_id == configurations.c.environment_id,
+            environments.c.configuration_version == configurations.c.version,
+        ),
+    )
+    .where(environments.c.environment_id == bindparam("environment_id"))
+)
+"""Read before every batch: built once (see :func:`_keyed_lookup`)."""
+
+
 class SqlConfigurationRepository(_Repository):
     async def current(self, environment_id: str) -> StoredConfiguration | None:
         row = (
@@ -167,6 +289,14 @@ class SqlConfigurationRepository(_Repository):
             )
         ).first()
         return _stored_configuration(row) if row is not None else None
+
+    async def current_stamp(self, environment_id: str) -> ConfigurationStamp | None:
+        row = (
+            await self._connection.execute(_CURRENT_STAMP, {"environment_id": environment_id})
+        ).first()
+        if row is None:
+            return None
+        return ConfigurationStamp(environment_id, row.version, row.created_at, row.created_by)
 
     async def version(self, environment_id: str, version: int) -> StoredConfiguration | None:
         row = (
@@ -284,9 +414,16 @@ class SqlTokenRepository(_Repository):
 
 class SqlPartitionRepository(_Repository):
     async def lock(self, environment_id: str, partitions_: Sequence[PartitionKey]) -> None:
+        statement = _partition_lock(self._connection.dialect.name)
         for chunk in _chunks(partitions_):
-            statement = _insert(self._connection, partitions).values(
-                [
+            if self._connection.dialect.name == "postgresql":
+                parameters: Any = {
+                    "environment_id": environment_id,
+                    "organization_ids": [key.organization_id for key in chunk],
+                    "product_ids": [key.product_id for key in chunk],
+                }
+            else:
+                parameters = [
                     {
                         "environment_id": environment_id,
                         "organization_id": key.organization_id,
@@ -295,17 +432,7 @@ class SqlPartitionRepository(_Repository):
                     }
                     for key in chunk
                 ]
-            )
-            # The update takes the row lock, held until commit: the partition's serialization.
-            statement = statement.on_conflict_do_update(
-                index_elements=[
-                    partitions.c.environment_id,
-                    partitions.c.organization_id,
-                    partitions.c.product_id,
-                ],
-                set_={"version": partitions.c.version + 1},
-            )
-            await self._connection.execute(statement)
+            await self._connection.execute(statement, parameters)
 
     async def catalog(
         self,
@@ -394,14 +521,7 @@ class SqlOnHandRepository(_Repository):
         ]
         if not rows:
             return
-        statement = _insert(self._connection, onhand_measures)
-        statement = statement.on_conflict_do_update(
-            index_elements=[column.name for column in onhand_measures.primary_key.columns],
-            set_={
-                "quantity": statement.excluded.quantity,
-                "set_at": statement.excluded.set_at,
-            },
-        )
+        statement = _upsert(self._connection.dialect.name, onhand_measures, ("quantity", "set_at"))
         for chunk in _chunks(rows):
             await self._connection.execute(statement, list(chunk))
 
@@ -516,16 +636,13 @@ def _reservation(row: Any) -> Reservation:
 
 class SqlReservationRepository(_Repository):
     async def load(self, environment_id: str, ids: Iterable[str]) -> dict[str, Reservation]:
-        found: dict[str, Reservation] = {}
-        for chunk in _chunks(sorted(set(ids))):
-            rows = await self._connection.execute(
-                select(reservations).where(
-                    reservations.c.environment_id == environment_id,
-                    reservations.c.reservation_id.in_(chunk),
-                )
-            )
-            found.update((row.reservation_id, _reservation(row)) for row in rows)
-        return found
+        rows = await self._rows_keyed(
+            reservations,
+            environment_id,
+            [reservations.c.reservation_id],
+            [(reservation_id,) for reservation_id in sorted(set(ids))],
+        )
+        return {row.reservation_id: _reservation(row) for row in rows}
 
     async def locate(self, environment_id: str, ids: Iterable[str]) -> dict[str, PartitionKey]:
         found: dict[str, PartitionKey] = {}
@@ -674,13 +791,10 @@ class SqlAllocationRepository(_Repository):
         ]
         if not rows:
             return
-        statement = _insert(self._connection, allocations)
-        statement = statement.on_conflict_do_update(
-            index_elements=[column.name for column in allocations.primary_key.columns],
-            set_={
-                name: getattr(statement.excluded, name)
-                for name in ("allocated", "cumulative_allocated", "consumed", "cumulative_consumed")
-            },
+        statement = _upsert(
+            self._connection.dialect.name,
+            allocations,
+            ("allocated", "cumulative_allocated", "consumed", "cumulative_consumed"),
         )
         for chunk in _chunks(rows):
             await self._connection.execute(statement, list(chunk))
@@ -799,18 +913,14 @@ class SqlJournalRepository(_Repository):
     async def find(
         self, environment_id: str, kind: OperationKind, operation_ids: Iterable[str]
     ) -> dict[str, JournalEntry]:
-        found: dict[str, JournalEntry] = {}
-        for chunk in _chunks(sorted(set(operation_ids))):
-            rows = await self._connection.execute(
-                select(journal).where(
-                    journal.c.environment_id == environment_id,
-                    journal.c.kind == kind.value,
-                    journal.c.operation_id.in_(chunk),
-                )
-            )
-            for row in rows:
-                found[row.operation_id] = _entry(row)
-        return found
+        rows = await self._rows_keyed(
+            journal,
+            environment_id,
+            [journal.c.operation_id],
+            [(operation_id,) for operation_id in sorted(set(operation_ids))],
+            where={"kind": kind.value},
+        )
+        return {row.operation_id: _entry(row) for row in rows}
 
     async def append(self, environment_id: str, entries: Sequence[JournalEntry]) -> None:
         rows = [

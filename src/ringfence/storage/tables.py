@@ -215,8 +215,7 @@ journal = Table(
     Column("result", Json, nullable=False),
     Column("actor", Id, nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
-    # Led by the operation id: idempotency lookups of a batch's ids never depend on statistics.
-    UniqueConstraint("operation_id", "environment_id", "kind"),
+    UniqueConstraint("environment_id", "kind", "operation_id"),
     Index("ix_journal_environment_sequence", "environment_id", "sequence"),
     Index(
         "ix_journal_partition_sequence",

@@ -1,0 +1,1 @@
+"""Ringfence's benchmark suite: ``make bench`` (see docs/performance.md)."""

@@ -1,0 +1,220 @@
+"""``make bench``: run the workloads, print the table, write ``bench/results/latest.json``.
+
+Quick mode (the default) runs every workload three times for a few seconds each and takes
+under three minutes; ``BENCH_FULL=1`` runs longer and sweeps hot_consume over client counts for
+the chart in docs/performance.md. ``BENCH_ONLY=hot_consume,flash_sale`` runs a subset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import workloads
+from bench.harness import (
+    BenchError,
+    cli,
+    machine,
+    median_run,
+    pgbench,
+    postgresql_database,
+    prepare_raw_hot_update,
+    require_tools,
+    ringfence_server,
+    sqlalchemy_url,
+    token,
+    trivial_server,
+    wrk,
+    RAW_HOT_UPDATE,
+)
+from bench.workloads import Bench, Result
+
+RESULTS = Path(__file__).resolve().parent / "results"
+console = Console()
+
+ALL = (
+    "hot_consume",
+    "spread_consume",
+    "flash_sale",
+    "bulk_ingest",
+    "index_query",
+    "sqlite_hot_consume",
+    "latency",
+)
+
+
+def main() -> int:
+    full = os.environ.get("BENCH_FULL", "") not in ("", "0")
+    only = [name for name in os.environ.get("BENCH_ONLY", "").split(",") if name]
+    unknown = set(only) - set(ALL)
+    if unknown:
+        console.print(f"[red]unknown workloads {sorted(unknown)}; choose from {', '.join(ALL)}")
+        return 2
+    chosen = only or list(ALL)
+    workers = int(os.environ.get("BENCH_WORKERS", "2"))
+    seconds = float(os.environ.get("BENCH_SECONDS", "10" if full else "2"))
+    try:
+        require_tools()
+        return _run(chosen, full=full, workers=workers, seconds=seconds)
+    except BenchError as error:
+        console.print(f"[bold red]bench failed:[/] {error}")
+        return 1
+
+
+def _say(message: str) -> None:
+    console.print(f"  {message}")
+
+
+def _run(chosen: list[str], *, full: bool, workers: int, seconds: float) -> int:
+    started = time.perf_counter()
+    results: list[Result] = []
+    sweep: dict[str, list[dict[str, float]]] = {}
+    info = machine()
+    console.print(
+        f"[bold]Ringfence benchmarks[/] ({'full' if full else 'quick'} mode, {seconds:g} s runs, "
+        f"{workers} server workers, median of 3) on {info['cpus']} x {info['cpu_model']}"
+    )
+    with ExitStack() as stack:
+        database = stack.enter_context(postgresql_database("ringfence_bench"))
+        url = sqlalchemy_url(database)
+        cli(url, "db", "upgrade")
+        bench_token = token(url, workloads.ENVIRONMENT)
+        query_token = token(url, workloads.QUERY_ENVIRONMENT, role="reader")
+        ringfence = stack.enter_context(ringfence_server(url, workers=workers))
+        trivial = stack.enter_context(trivial_server(workers=workers))
+        bench = Bench(database, ringfence, trivial, bench_token, seconds, 3, _say)
+
+        def step(name: str) -> None:
+            console.print(f"[cyan]{name}[/] ({time.perf_counter() - started:.0f} s)")
+
+        hot_rate = 0.0
+        if "hot_consume" in chosen or "flash_sale" in chosen or "latency" in chosen:
+            step("hot_consume")
+            for clients in (32, 64):
+                result = workloads.hot_consume(bench, clients)
+                workloads.judge_hot(result)
+                results.append(result)
+                hot_rate = max(hot_rate, result.run.ops_per_s)
+            if full:
+                sweep = _sweep(bench, database)
+        if "spread_consume" in chosen:
+            step("spread_consume")
+            results.append(workloads.spread_consume(bench))
+        if "flash_sale" in chosen:
+            step("flash_sale")
+            results.append(workloads.flash_sale(bench, hot_rate))
+        if "bulk_ingest" in chosen:
+            step("bulk_ingest")
+            results.extend(workloads.bulk_ingest(bench))
+        if "index_query" in chosen:
+            step("index_query")
+            results.extend(workloads.index_query(bench, query_token))
+        if "latency" in chosen:
+            step("latency")
+            results.append(workloads.latency_loaded(bench, hot_rate))
+            with ringfence_server(
+                url, workers=workers, extra_env={"RINGFENCE_COALESCE": "false"}
+            ) as uncoalesced:
+                results.append(workloads.latency_idle(bench, uncoalesced))
+        if "sqlite_hot_consume" in chosen:
+            step("sqlite_hot_consume")
+            with tempfile.TemporaryDirectory() as directory:
+                sqlite = f"sqlite:///{directory}/ringfence.db"
+                cli(sqlite, "db", "upgrade")
+                sqlite_token = token(sqlite, workloads.ENVIRONMENT)
+                with ringfence_server(sqlite, workers=workers) as server:
+                    results.append(
+                        workloads.sqlite_hot_consume(bench, server, sqlite_token, sqlite)
+                    )
+    elapsed = time.perf_counter() - started
+    _table(results)
+    report: dict[str, Any] = {
+        "machine": {**info, "mode": "full" if full else "quick", "seconds_per_run": seconds,
+                    "server_workers": workers, "elapsed_s": round(elapsed, 1)},
+        "workloads": {result.name: result.as_json() for result in results},
+    }
+    if sweep:
+        report["hot_consume_sweep"] = sweep
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    if full and sweep:
+        (RESULTS / "full.json").write_text(json.dumps(report, indent=2) + "\n")
+        from bench.chart import draw
+
+        draw(sweep, Path(__file__).resolve().parent.parent / "docs" / "images" / "hot_consume.png")
+    console.print(f"wrote {RESULTS / 'latest.json'} in {elapsed:.0f} s")
+    bad = [r.name for r in results if r.oversold or r.violations or r.notes.get("lost")]
+    if bad:
+        console.print(f"[bold red]correctness failures in {', '.join(bad)}[/]")
+        return 1
+    return 0
+
+
+def _sweep(bench: Bench, database: str) -> dict[str, list[dict[str, float]]]:
+    """hot_consume and raw_hot_update over client counts (median of 3 each), for the chart."""
+    points: dict[str, list[dict[str, float]]] = {"ringfence": [], "raw_hot_update": []}
+    prepare_raw_hot_update(database)
+    for clients in (1, 4, 16, 32, 64, 128, 256):
+        console.print(f"  sweep: {clients} clients")
+        product = f"sweep-{bench.tag()}"
+        workloads.setup(bench, {product: (10**9, workloads.HOT_PATH, 10**9)})
+        ours, raw = [], []
+        for _ in range(bench.rounds):
+            ours.append(
+                wrk(
+                    bench.ringfence.url,
+                    script="operations.lua",
+                    connections=clients,
+                    seconds=bench.seconds,
+                    variables={
+                        "path": f"{bench.api}/allocation/consume",
+                        "token": bench.token,
+                        "tag": bench.tag(),
+                        "products": 1,
+                        "product_prefix": product,
+                        "rest": workloads._consume_rest(workloads.HOT_PATH),
+                        "events": 0,
+                    },
+                )
+            )
+            raw.append(pgbench(database, RAW_HOT_UPDATE, clients=clients, seconds=bench.seconds))
+        for name, runs in (("ringfence", ours), ("raw_hot_update", raw)):
+            run = median_run(runs)
+            points[name].append(
+                {"clients": clients, "ops_per_s": run.ops_per_s, "p99_ms": run.p99_ms}
+            )
+    return points
+
+
+def _table(results: list[Result]) -> None:
+    table = Table("workload", "ops/s", "p50 ms", "p99 ms", "baseline", "baseline ops/s",
+                  "ratio", "oversold", "undersold", "violations", "goal met")
+    for result in results:
+        data = result.as_json()
+        table.add_row(
+            result.name,
+            f"{data['ops_per_s']:,.0f}",
+            f"{data['p50_ms']:.1f}",
+            f"{data['p99_ms']:.1f}",
+            result.baseline or "",
+            f"{data['baseline_ops_per_s']:,.0f}" if data["baseline_ops_per_s"] else "",
+            f"{data['ratio']:.2f}" if data["ratio"] is not None else "",
+            "" if result.oversold is None else str(result.oversold),
+            "" if result.undersold is None else str(result.undersold),
+            str(result.violations),
+            {True: "[green]yes[/]", False: "[red]no[/]", None: ""}[result.met],
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
