@@ -166,7 +166,9 @@ def cli(database_url: str, *args: str) -> str:
 
 def token(database_url: str, environment: str, role: str = "admin") -> str:
     name = f"bench-{role}-{secrets.token_hex(3)}"
-    output = cli(database_url, "token", "create", "--env", environment, "--role", role, "--name", name)
+    output = cli(
+        database_url, "token", "create", "--env", environment, "--role", role, "--name", name
+    )
     return output.strip().splitlines()[-1].strip()
 
 
@@ -227,7 +229,16 @@ def ringfence_server(
         **(extra_env or {}),
     }
     server = _start(
-        [RINGFENCE, "serve", "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
+        [
+            RINGFENCE,
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
         env,
         port,
         "/readyz",

@@ -39,7 +39,7 @@ from bench.harness import (
 from bench.workloads import Bench, Result
 
 RESULTS = Path(__file__).resolve().parent / "results"
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 ALL = (
     "hot_consume",
@@ -138,8 +138,13 @@ def _run(chosen: list[str], *, full: bool, workers: int, seconds: float) -> int:
     elapsed = time.perf_counter() - started
     _table(results)
     report: dict[str, Any] = {
-        "machine": {**info, "mode": "full" if full else "quick", "seconds_per_run": seconds,
-                    "server_workers": workers, "elapsed_s": round(elapsed, 1)},
+        "machine": {
+            **info,
+            "mode": "full" if full else "quick",
+            "seconds_per_run": seconds,
+            "server_workers": workers,
+            "elapsed_s": round(elapsed, 1),
+        },
         "workloads": {result.name: result.as_json() for result in results},
     }
     if sweep:
@@ -196,8 +201,19 @@ def _sweep(bench: Bench, database: str) -> dict[str, list[dict[str, float]]]:
 
 
 def _table(results: list[Result]) -> None:
-    table = Table("workload", "ops/s", "p50 ms", "p99 ms", "baseline", "baseline ops/s",
-                  "ratio", "oversold", "undersold", "violations", "goal met")
+    table = Table(
+        "workload",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "baseline",
+        "baseline ops/s",
+        "ratio",
+        "oversold",
+        "undersold",
+        "violations",
+        "goal met",
+    )
     for result in results:
         data = result.as_json()
         table.add_row(

@@ -64,10 +64,10 @@ EnvironmentId = Annotated[
 UnitOfWorkDep = Annotated[UnitOfWorkFactory, Depends(get_uow)]
 
 _TOKENS = ("tokens",)
-"""The coalescer's key for token checks (partition keys are tuples of another length)."""
+"""The coalescer's key for token checks (operation keys are tuples of three)."""
 
 
-async def get_principal(request: Request, uow: UnitOfWorkDep) -> Principal:
+async def get_principal(request: Request) -> Principal:
     header = request.headers.get("authorization")
     if not header:
         raise Unauthenticated("missing-token", "send the header 'Authorization: Bearer <token>'")
@@ -77,6 +77,7 @@ async def get_principal(request: Request, uow: UnitOfWorkDep) -> Principal:
             "invalid-token", "the Authorization header must read 'Bearer <token>'"
         )
     state = _state(request)
+    uow = state.uow
     token = token.strip()
     if state.coalescer is None:
         principal = await authenticate(uow, token)
@@ -99,8 +100,10 @@ async def get_principal(request: Request, uow: UnitOfWorkDep) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def _with_role(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
-    async def dependency(principal: PrincipalDep) -> Principal:
+def _with_role(role: Role) -> Callable[[Request], Awaitable[Principal]]:
+    async def dependency(request: Request) -> Principal:
+        # One dependency, not a chain of them: FastAPI's resolution is a cost per request.
+        principal = await get_principal(request)
         # Before the body is read: a caller without the role learns nothing from validation.
         principal.require(role, principal.environment_id)
         return principal

@@ -50,20 +50,16 @@ async def answer_single(
     """Parse one operation's body, run it, answer it (or its refusal, with its id).
 
     With ``coalesce`` (the operation's kind and caller), the operation joins the next batch of
-    its partition (see :mod:`ringfence.services.coalescer`).
+    that kind and caller (see :mod:`ringfence.services.coalescer`).
     """
     items, refused = parse_single(await read_body(request), model, convert)
     coalescer = coalescer_of(request)
     if coalesce is not None and coalescer is not None and items:
         kind, principal = coalesce
         [item] = items
-        key = (
-            principal.environment_id,
-            kind,
-            principal.token_id or principal.name,
-            getattr(item, "organization_id", None),
-            getattr(item, "product_id", None),
-        )
+        # Operations of one kind by one caller run together whatever their products: the batch
+        # locks each product it touches (sorted) and commits once for all.
+        key = (principal.environment_id, kind, principal.token_id or principal.name)
         result = await coalescer.submit(key, item, service)
         return single_response(replace(result, index=0), request.url.path)
     results = await service(items)

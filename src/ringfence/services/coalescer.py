@@ -1,16 +1,22 @@
-"""The per-partition coalescer: concurrent single operations on one partition, one transaction.
+"""The coalescer: concurrent single operations, one transaction.
 
 A flash sale sends many consumes at one product at once. Run one by one, each holds the
 partition's lock for a whole transaction and the others wait, so throughput is one operation per
-transaction. The coalescer queues the operations that arrive for a partition while a batch of it
-is running, and runs the queue as the next batch: one transaction, one lock, many operations.
+transaction. Spread over many products, each operation is its own transaction and its own
+commit. The coalescer queues the operations that arrive under one key (the API uses
+environment, kind and caller) while a batch of that key is running, and runs the queue as the
+next batch: one transaction that locks each partition it touches (in sorted order, so batches
+never deadlock), many operations, one commit.
 
 Each operation still gets exactly the outcome it would have had alone, in arrival order: the
 batch runner (:func:`~ringfence.services.mutations.run_mutations`) decides them one after the
-other on the state the previous ones left. When the partition is idle a batch holds one
-operation, so nothing waits. The database stays the single source of truth: several server
-processes each coalesce their own operations and serialize on the partition's lock as before,
-and an operation is answered only after its batch committed.
+other on the state the previous ones left. When a key is idle a batch holds one operation, so
+nothing waits. The database stays the single source of truth: several server processes each
+coalesce their own operations and serialize on the partitions' locks as before, and an
+operation is answered only after its batch committed.
+
+The API also checks the bearer tokens of concurrent requests through a coalescer: one query
+per batch of requests, each read starting after its request arrived.
 """
 
 from __future__ import annotations
