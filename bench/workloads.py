@@ -534,7 +534,7 @@ def _per_event(run: Run, events: int) -> Run:
 # -- index_query ----------------------------------------------------------------------------
 
 QUERY_PRODUCTS = 10_000
-SITES, LOCATIONS, COLOURS = 2, 5, 10  # 100 rows per product: 1,000,000 rows
+STORES, COLOURS, SIZES = 2, 10, 5  # 100 rows per product: 1,000,000 rows
 QUERY_QUANTITY = 7
 
 
@@ -545,11 +545,16 @@ def load_index_rows(bench: Bench) -> int:
     """
     combos = [
         Dimensions(
-            [("siteId", f"s{site}"), ("locationId", f"s{site}-l{location}"), ("colorId", f"c{c}")]
+            [
+                ("siteId", f"s{store}"),
+                ("locationId", f"s{store}-l1"),
+                ("colorId", f"c{colour}"),
+                ("sizeId", f"z{size}"),
+            ]
         )
-        for site in range(SITES)
-        for location in range(LOCATIONS)
-        for c in range(COLOURS)
+        for store in range(STORES)
+        for colour in range(COLOURS)
+        for size in range(SIZES)
     ]
     rows = 0
     with psycopg.connect(bench.database) as connection:
@@ -647,7 +652,7 @@ def index_query(bench: Bench, token: str) -> list[Result]:
 
 def _wrong_answers(bench: Bench, token: str, path: str, body: dict[str, Any], products: int) -> int:
     """Rows of one answer whose figures differ from what was loaded (each colour of each
-    product holds SITES x LOCATIONS x QUERY_QUANTITY)."""
+    product holds SIZES x QUERY_QUANTITY in each store), plus rows missing or extra."""
     import httpx
 
     answer = httpx.post(
@@ -656,9 +661,9 @@ def _wrong_answers(bench: Bench, token: str, path: str, body: dict[str, Any], pr
         headers={"Authorization": f"Bearer {token}"},
         timeout=60,
     ).json()
-    expected = SITES * LOCATIONS * QUERY_QUANTITY
+    expected = SIZES * QUERY_QUANTITY
     wrong = sum(1 for row in answer if row["quantities"]["pos"]["inbound"] != expected)
-    return wrong + abs(len(answer) - products * COLOURS)
+    return wrong + abs(len(answer) - products * STORES * COLOURS)
 
 
 # -- sqlite_hot_consume ---------------------------------------------------------------------

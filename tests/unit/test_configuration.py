@@ -483,3 +483,23 @@ def test_measure_ref_parse_reads_data_source_and_measure() -> None:
     assert MeasureRef.parse("inbound") is None
     assert MeasureRef.parse("pos.") is None
     assert MeasureRef.parse("pos.in-bound") is None
+
+
+@settings(max_examples=200)
+@given(
+    st.dictionaries(
+        st.sampled_from(parse_configuration(DEFAULT_DOCUMENT).physical_measures),
+        st.decimals(min_value=-(10**9), max_value=10**9, places=6, allow_nan=False),
+    )
+)
+def test_evaluate_all_agrees_with_evaluating_each_calculated_measure(
+    physical: dict[MeasureRef, Decimal],
+) -> None:
+    configuration = parse_configuration(DEFAULT_DOCUMENT)
+
+    every = configuration.evaluate_all(physical)
+
+    for calculated in configuration.calculated_measures:
+        assert every.get(calculated.ref, Decimal(0)) == configuration.evaluate(
+            calculated.ref, physical
+        )

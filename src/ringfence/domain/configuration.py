@@ -30,6 +30,8 @@ from ringfence.domain.dimensions import BASE_DIMENSIONS, MAX_DIMENSION_VALUE_LEN
 from ringfence.domain.dimensions import check_text as _check_text
 from ringfence.domain.errors import FieldIssue, Invalid, Location
 
+_ZERO = Decimal(0)
+
 __all__ = [
     "ALLOCATION_MEASURES",
     "DEFAULT_DOCUMENT",
@@ -167,6 +169,28 @@ class Configuration:
         for ref in (*self.physical_measures, *(c.ref for c in self.calculated_measures)):
             layout.setdefault(ref.data_source, []).append(ref)
         return {name: tuple(refs) for name, refs in layout.items()}
+
+    @cached_property
+    def contributions(self) -> Mapping[MeasureRef, tuple[tuple[MeasureRef, int], ...]]:
+        """For each physical measure, the calculated measures it enters and its coefficient:
+        :meth:`expansions` inverted, to evaluate every calculated measure from the physical
+        values present (usually a few) rather than from every term of every formula."""
+        inverted: dict[MeasureRef, list[tuple[MeasureRef, int]]] = {}
+        for ref, terms in self.expansions.items():
+            for term, coefficient in terms.items():
+                inverted.setdefault(term, []).append((ref, coefficient))
+        return {term: tuple(pairs) for term, pairs in inverted.items()}
+
+    def evaluate_all(self, physical: Mapping[MeasureRef, Decimal]) -> dict[MeasureRef, Decimal]:
+        """Every calculated measure that is not 0 over ``physical`` (the others are 0)."""
+        values: dict[MeasureRef, Decimal] = {}
+        contributions = self.contributions
+        for term, value in physical.items():
+            if not value:
+                continue
+            for ref, coefficient in contributions.get(term, ()):
+                values[ref] = values.get(ref, _ZERO) + value * coefficient
+        return values
 
     def evaluate(self, ref: MeasureRef, physical: Mapping[MeasureRef, Decimal]) -> Decimal:
         """The value of calculated measure ``ref`` over physical values (missing ones are 0)."""

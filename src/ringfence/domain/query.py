@@ -213,24 +213,30 @@ def onhand_rows(
         sums = groups.setdefault((row.organization_id, row.product_id, row.group), {})
         sums[row.measure] = sums.get(row.measure, ZERO) + row.value
     rows: list[OnHandRow] = []
+    # Every measure of the layout starts at 0; only those with a value are then written (a row
+    # usually holds a few of them): answers of many rows are shaped in time proportional to
+    # what they hold.
+    zeros = {
+        data_source: dict.fromkeys((ref.measure for ref in refs), ZERO)
+        for data_source, refs in config.measure_layout.items()
+    }
+    shapes: dict[tuple[str | None, ...], Dimensions] = {}
     for (organization, product, group), sums in sorted(
         groups.items(), key=lambda item: (item[0][0], item[0][1], _sortable(item[0][2]))
     ):
-        quantities: dict[str, dict[str, Decimal]] = {}
-        for data_source, refs in config.measure_layout.items():
-            values = quantities.setdefault(data_source, {})
-            for ref in refs:
-                value = (
-                    config.evaluate(ref, sums)
-                    if ref in config.calculated_by_ref
-                    else sums.get(ref, ZERO)
-                )
-                values[ref.measure] = value if return_negative or value >= 0 else ZERO
-        dimensions = Dimensions(
-            (name, value)
-            for name, value in zip(selection.group_by, group, strict=True)
-            if value is not None
-        )
+        quantities = {data_source: dict(values) for data_source, values in zeros.items()}
+        for values in (sums, config.evaluate_all(sums)):
+            for ref, value in values.items():
+                target = quantities.get(ref.data_source)
+                if target is not None and ref.measure in target:
+                    target[ref.measure] = value if return_negative or value >= 0 else ZERO
+        dimensions = shapes.get(group)
+        if dimensions is None:
+            dimensions = shapes[group] = Dimensions(
+                (name, value)
+                for name, value in zip(selection.group_by, group, strict=True)
+                if value is not None
+            )
         rows.append(OnHandRow(organization, product, dimensions, quantities))
     return rows
 
