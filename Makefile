@@ -25,15 +25,15 @@ test: setup  ## the whole suite
 	$(BIN)/python -m pytest
 
 check: setup  ## format, lint, types, import contracts, then the whole suite
-	$(BIN)/ruff format --check src tests
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 format: setup
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
 
 bench: setup  ## the benchmark suite (BENCH_FULL=1 for long runs and the chart; see docs/performance.md)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
