@@ -7,6 +7,7 @@ base dimension list, and has a canonical text :attr:`Dimensions.key` used to sto
 
 from __future__ import annotations
 
+import functools
 import json
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
@@ -118,7 +119,14 @@ class Dimensions(Mapping[str, str]):
 
     def restricted_to(self, names: Iterable[str]) -> Dimensions:
         """The values of ``names`` only (those present)."""
-        return Dimensions((name, self._items[name]) for name in names if name in self._items)
+        return _restricted(self, tuple(names))
 
     def as_dict(self) -> dict[str, str]:
         return dict(self._items)
+
+
+@functools.lru_cache(maxsize=4096)
+def _restricted(dimensions: Dimensions, names: tuple[str, ...]) -> Dimensions:
+    """Memoized: a batch restricts the same few dimensions to the same levels again and again
+    (immutable values, so sharing them is safe)."""
+    return Dimensions((name, dimensions[name]) for name in names if name in dimensions)

@@ -98,6 +98,8 @@ class LevelTotals:
         return totals
 
     def add(self, change: MeasureChange) -> None:
+        if not self._sums:  # no level was loaded: nothing to keep up to date
+            return
         scope = self.scope(change.key.partition, change.key.dimensions)
         groups = self._sums.get(scope)
         if groups is None:
