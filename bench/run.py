@@ -119,7 +119,7 @@ def _run(chosen: list[str], *, full: bool, workers: int, seconds: float) -> int:
             step("latency")
             results.append(workloads.latency_loaded(bench, hot_rate))
             with ringfence_server(
-                url, workers=workers, extra_env={"RINGFENCE_COALESCE": "false"}
+                url, workers=workers, extra_env={"RINGFENCE_COALESCE": "off"}
             ) as uncoalesced:
                 results.append(workloads.latency_idle(bench, uncoalesced))
         if "sqlite_hot_consume" in chosen:

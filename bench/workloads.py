@@ -851,7 +851,7 @@ def latency_loaded(bench: Bench, max_rate: float) -> Result:
 
 def latency_idle(bench: Bench, uncoalesced: Server) -> Result:
     """One client, one consume at a time: what the coalescer adds when there is nothing to
-    coalesce (the same server with RINGFENCE_COALESCE=false is the baseline)."""
+    coalesce (the same server with RINGFENCE_COALESCE=off is the baseline)."""
     bench.use("latency-idle")
     product = f"idle-{bench.tag()}"
     setup(bench, {product: (10**9, HOT_PATH, 10**9)})

@@ -100,7 +100,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.state.api = ApiState(
         uow=services.uow,
         max_body_bytes=services.settings.max_body_bytes,
-        coalescer=Coalescer() if services.settings.coalesce else None,
+        coalescer=Coalescer() if services.settings.coalesce != "off" else None,
+        coalesce_by_partition=services.settings.coalesce == "partition",
     )
     app.state.readiness = services.readiness
     metrics: Metrics = health.install_metrics(app)

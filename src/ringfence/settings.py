@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -19,9 +21,21 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)"
     )
-    coalesce: bool = Field(
-        default=True,
-        description="Apply concurrent single operations on one product together in one "
-        "transaction (each still answered on its own); false runs each alone",
+    coalesce: Literal["caller", "partition", "off"] = Field(
+        default="caller",
+        description="How concurrent single operations share transactions (each still answered "
+        "on its own): 'caller' batches one caller's operations of a kind across products, "
+        "'partition' only those on the same product (single-shard transactions on a "
+        "distributed database), 'off' runs each alone",
     )
     log_level: str = Field(default="info", description="debug, info, warning or error")
+
+    @field_validator("coalesce", mode="before")
+    @classmethod
+    def _coalesce_as_switch(cls, value: object) -> object:
+        """``true``/``false`` read as the default and ``off``."""
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return "caller"
+        if isinstance(value, str) and value.lower() in ("false", "0", "no"):
+            return "off"
+        return value

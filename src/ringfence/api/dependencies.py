@@ -41,7 +41,9 @@ class ApiState:
     uow: UnitOfWorkFactory
     max_body_bytes: int
     coalescer: Coalescer | None = field(default_factory=Coalescer)
-    """None when coalescing is turned off (``RINGFENCE_COALESCE=false``)."""
+    """None when coalescing is turned off (``RINGFENCE_COALESCE=off``)."""
+    coalesce_by_partition: bool = False
+    """Batch only operations on the same product (``RINGFENCE_COALESCE=partition``)."""
 
 
 def _state(request: Request) -> ApiState:
@@ -49,8 +51,10 @@ def _state(request: Request) -> ApiState:
     return state
 
 
-def coalescer_of(request: Request) -> Coalescer | None:
-    return _state(request).coalescer
+def coalescer_of(request: Request) -> tuple[Coalescer | None, bool]:
+    """The coalescer (None when off) and whether it batches per partition only."""
+    state = _state(request)
+    return state.coalescer, state.coalesce_by_partition
 
 
 def get_uow(request: Request) -> UnitOfWorkFactory:

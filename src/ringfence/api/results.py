@@ -53,13 +53,19 @@ async def answer_single(
     that kind and caller (see :mod:`ringfence.services.coalescer`).
     """
     items, refused = parse_single(await read_body(request), model, convert)
-    coalescer = coalescer_of(request)
+    coalescer, by_partition = coalescer_of(request)
     if coalesce is not None and coalescer is not None and items:
         kind, principal = coalesce
         [item] = items
-        # Operations of one kind by one caller run together whatever their products: the batch
-        # locks each product it touches (sorted) and commits once for all.
-        key = (principal.environment_id, kind, principal.token_id or principal.name)
+        # Operations of one kind by one caller run together (per product, if so configured):
+        # the batch locks each product it touches (sorted) and commits once for all.
+        key: tuple[object, ...] = (
+            principal.environment_id,
+            kind,
+            principal.token_id or principal.name,
+        )
+        if by_partition:
+            key = (*key, getattr(item, "organization_id", None), getattr(item, "product_id", None))
         result = await coalescer.submit(key, item, service)
         return single_response(replace(result, index=0), request.url.path)
     results = await service(items)
