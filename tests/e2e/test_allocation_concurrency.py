@@ -142,3 +142,51 @@ def test_50_allocators_on_a_pool_of_30_allocate_exactly_30(cli: Cli) -> None:
     assert quantities["@iv"]["@allocated"] == 30
     assert quantities["@iv"]["@available_to_allocate"] == 0
     assert sum(path["allocated"] for path in query["allocations"]) == 30
+
+
+def test_consumers_of_three_products_on_two_processes_sell_exactly_each_allocation(
+    cli: Cli,
+) -> None:
+    """Batches of one caller span products: each locks them in order, none oversells."""
+    token = cli.token("sale", "planner")
+    server = start_server(cli, workers=2)
+    api = f"{server.url}/api/environment/sale"
+    products = ["tee", "cap", "mug"]
+    try:
+        with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}) as http:
+            for product in products:
+                receipt = {**body(f"in-{product}"), "productId": product}
+                receipt["quantities"] = {"pos": {"inbound": 50}}
+                assert http.post("/onhand", json=receipt).status_code == 200
+                plan = {**body(f"plan-{product}", groups=FLASH, quantity=20)}
+                plan["productId"] = product
+                assert http.post("/allocation/allocate", json=plan).status_code == 200
+
+            def consume(client: httpx.Client, n: int) -> httpx.Response:
+                order = body(
+                    f"order-{n}",
+                    groups=FLASH,
+                    quantity=1,
+                    physicalMeasures={"pos": {"outbound": "Addition"}},
+                )
+                order["productId"] = products[n % 3]
+                return client.post("/allocation/consume", json=order)
+
+            statuses = race(96, consume, api, token)
+            sold = {
+                product: http.post(
+                    "/allocation/query",
+                    json={
+                        "organizationId": "usmf",
+                        "productId": product,
+                        "dimensions": STORE,
+                        "groups": {},
+                    },
+                ).json()["allocations"][0]["consumed"]
+                for product in products
+            }
+    finally:
+        server.stop()
+
+    assert statuses == [200] * 60 + [409] * 36
+    assert sold == {"tee": 20, "cap": 20, "mug": 20}
