@@ -209,7 +209,7 @@ def path_figures(bench: Bench, products: list[str]) -> tuple[int, int, int]:
             (bench.environment, products),
         ).fetchone()
     assert row is not None
-    return row[0] // UNITS, row[1] // UNITS, row[2] // UNITS
+    return int(row[0]) // UNITS, int(row[1]) // UNITS, int(row[2]) // UNITS
 
 
 def journaled(bench: Bench, kind: str, prefix: str) -> int:
