@@ -30,6 +30,8 @@ POSTGRESQL_ADMIN_URL = os.environ.get(
     "RINGFENCE_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SCALE = max(1, int(os.environ.get("RINGFENCE_TEST_SCALE", "1")))
+"""Multiplies the examples of the property and state-machine tests (for longer runs)."""
 
 
 def _libpq(url: str) -> str:
@@ -60,6 +62,9 @@ def create_postgresql_database(prefix: str = "ringfence_test") -> str:
     name = f"{prefix}_{secrets.token_hex(6)}"
     with psycopg.connect(_libpq(POSTGRESQL_ADMIN_URL), autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
+        # Tests never crash PostgreSQL itself (servers are killed, connections cut): commits
+        # need not wait for the disk, which halves the time of the database-bound tests.
+        connection.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     return make_url(POSTGRESQL_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
 

@@ -30,6 +30,7 @@ from ringfence.services.allocation import (
     reallocate,
     unallocate,
 )
+from tests.conftest import SCALE
 from tests.integration.test_reservation_model import (
     COLOURS,
     PRODUCT,
@@ -236,8 +237,8 @@ def test_allocations_keep_every_level_and_path_consistent(database_url: str) -> 
     run_state_machine_as_test(
         OnThisDatabase,
         settings=settings(
-            max_examples=30,
-            stateful_step_count=30,
+            max_examples=20 * SCALE,
+            stateful_step_count=25,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),

@@ -44,6 +44,7 @@ from ringfence.services.onhand import post_onhand_changes, query_onhand_index
 from ringfence.services.ports import JournalFilter, ReservationFilter
 from ringfence.services.reservations import list_reservations, reserve, unreserve
 from ringfence.settings import Settings
+from tests.conftest import SCALE
 
 T = TypeVar("T")
 
@@ -305,8 +306,8 @@ def test_reservations_keep_every_level_consistent_with_the_journal(database_url:
     run_state_machine_as_test(
         OnThisDatabase,
         settings=settings(
-            max_examples=20,
-            stateful_step_count=25,
+            max_examples=15 * SCALE,
+            stateful_step_count=20,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
