@@ -648,8 +648,8 @@ def index_query(bench: Bench, token: str) -> list[Result]:
     ]
     results = []
     for name, bodies, requests, limit in (
-        ("index_query_one", one, bench.scale(100, 300), 100.0),
-        ("index_query_1000", many, bench.scale(5, 10), 1000.0),
+        ("index_query_one", one, bench.scale(60, 300), 100.0),
+        ("index_query_1000", many, bench.scale(3, 10), 1000.0),
     ):
         runs = []
         wrong = 0
@@ -865,7 +865,7 @@ def latency_idle(bench: Bench, uncoalesced: Server) -> Result:
                 token=bench.token,
                 path=f"{bench.api}/allocation/consume",
                 tag=bench.tag(),
-                requests=bench.scale(100, 1000),
+                requests=bench.scale(60, 1000),
                 warmup=20,
                 body=_consume_body(product),
             )
