@@ -34,7 +34,6 @@ from bench.harness import (
     sqlalchemy_url,
     token,
     trivial_server,
-    wrk,
 )
 from bench.workloads import Bench, Result
 
@@ -191,20 +190,13 @@ def _sweep(bench: Bench, database: str) -> dict[str, list[dict[str, float]]]:
         for _ in range(bench.rounds):
             bench.vacuum()
             ours.append(
-                wrk(
+                workloads.hot_wrk(
                     bench.ringfence.url,
-                    script="operations.lua",
-                    connections=clients,
-                    seconds=bench.seconds,
-                    variables={
-                        "path": f"{bench.api}/allocation/consume",
-                        "token": bench.token,
-                        "tag": bench.tag(),
-                        "products": 1,
-                        "product_prefix": product,
-                        "rest": workloads._consume_rest(workloads.HOT_PATH),
-                        "events": 0,
-                    },
+                    bench.environment,
+                    bench.token,
+                    product,
+                    clients,
+                    bench.seconds,
                 )
             )
             if clients <= RAW_CLIENTS_MAX:

@@ -235,6 +235,28 @@ def _consume_rest(path: dict[str, str]) -> str:
     )[1:]
 
 
+def hot_wrk(
+    url: str, environment: str, token: str, product: str, clients: int, seconds: float
+) -> Run:
+    """wrk: ``clients`` connections consuming 1 of ``product`` on :data:`HOT_PATH`, each
+    request with a new operation id."""
+    return wrk(
+        url,
+        script="operations.lua",
+        connections=clients,
+        seconds=seconds,
+        variables={
+            "path": f"/api/environment/{environment}/allocation/consume",
+            "token": token,
+            "tag": secrets.token_hex(4),
+            "products": 1,
+            "product_prefix": product,
+            "rest": _consume_rest(HOT_PATH),
+            "events": 0,
+        },
+    )
+
+
 # -- hot_consume ----------------------------------------------------------------------------
 
 
@@ -243,33 +265,19 @@ def hot_consume(bench: Bench, clients: int) -> Result:
     bench.use(f"hot-{clients}")
     runs: list[Run] = []
     baselines: list[Run] = []
-    acknowledged = committed = consumed = refused = oversold = 0
+    acknowledged = consumed = refused = oversold = 0
     prepare_raw_hot_update(bench.database)
     for _ in range(bench.rounds):
         product = f"hot-{bench.tag()}"
         stock = 10**9
         setup(bench, {product: (stock, HOT_PATH, stock)})
         bench.vacuum()
-        tag = bench.tag()
-        run = wrk(
-            bench.ringfence.url,
-            script="operations.lua",
-            connections=clients,
-            seconds=bench.seconds,
-            variables={
-                "path": f"{bench.api}/allocation/consume",
-                "token": bench.token,
-                "tag": tag,
-                "products": 1,
-                "product_prefix": product,
-                "rest": _consume_rest(HOT_PATH),
-                "events": 0,
-            },
+        run = hot_wrk(
+            bench.ringfence.url, bench.environment, bench.token, product, clients, bench.seconds
         )
         runs.append(run)
         allocated, sold, cumulative = path_figures(bench, [product])
         acknowledged += run.statuses.get("200", 0)
-        committed += journaled(bench, "consume", tag)
         consumed += sold
         refused += run.statuses.get("409", 0)
         oversold += max(0, sold - cumulative) + max(0, -allocated)
@@ -277,6 +285,7 @@ def hot_consume(bench: Bench, clients: int) -> Result:
         baselines.append(
             pgbench(bench.database, RAW_HOT_UPDATE, clients=clients, seconds=bench.seconds)
         )
+    committed = journaled(bench, "consume", "")  # this environment holds only these consumes
     return Result(
         name=f"hot_consume_{clients}",
         run=median_run(runs),
@@ -713,40 +722,8 @@ def sqlite_hot_consume(
     for _ in range(bench.rounds):
         product = f"hot-{bench.tag()}"
         asyncio.run(_sqlite_setup(database, product))
-        runs.append(
-            wrk(
-                server.url,
-                script="operations.lua",
-                connections=clients,
-                seconds=bench.seconds,
-                variables={
-                    "path": f"/api/environment/{ENVIRONMENT}/allocation/consume",
-                    "token": token,
-                    "tag": bench.tag(),
-                    "products": 1,
-                    "product_prefix": product,
-                    "rest": _consume_rest(HOT_PATH),
-                    "events": 0,
-                },
-            )
-        )
-        baselines.append(
-            wrk(
-                bench.trivial.url,
-                script="operations.lua",
-                connections=clients,
-                seconds=bench.seconds,
-                variables={
-                    "path": f"/api/environment/{ENVIRONMENT}/allocation/consume",
-                    "token": token,
-                    "tag": bench.tag(),
-                    "products": 1,
-                    "product_prefix": product,
-                    "rest": _consume_rest(HOT_PATH),
-                    "events": 0,
-                },
-            )
-        )
+        for url, into in ((server.url, runs), (bench.trivial.url, baselines)):
+            into.append(hot_wrk(url, ENVIRONMENT, token, product, clients, bench.seconds))
     report = check(database, ENVIRONMENT)
     run = median_run(runs)
     result = Result(
