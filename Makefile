@@ -35,8 +35,12 @@ format: setup
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-bench: setup  ## the benchmark suite (BENCH_FULL=1 for long runs and the chart; see docs/performance.md)
+$(VENV)/.bench-$(shell cksum pyproject.toml | cut -d' ' -f1): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	rm -f $(VENV)/.bench-*
+	touch $@
+
+bench: setup $(VENV)/.bench-$(shell cksum pyproject.toml | cut -d' ' -f1)  ## the benchmark suite (BENCH_FULL=1 for long runs and the chart; see docs/performance.md)
 	@command -v wrk >/dev/null || { echo "make bench needs wrk (Debian: apt-get install wrk)"; exit 1; }
 	$(BIN)/python -m bench
 

@@ -32,10 +32,10 @@ from bench.harness import (
     require_tools,
     ringfence_server,
     sqlalchemy_url,
-    token,
     trivial_server,
 )
 from bench.workloads import Bench, Result
+from ringfence.domain.access import Role
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RAW_CLIENTS_MAX = 64
@@ -87,8 +87,8 @@ def _run(chosen: list[str], *, full: bool, workers: int, seconds: float) -> int:
         database = stack.enter_context(postgresql_database("ringfence_bench"))
         url = sqlalchemy_url(database)
         cli(url, "db", "upgrade")
-        bench_token = token(url, workloads.ENVIRONMENT)
-        query_token = token(url, workloads.QUERY_ENVIRONMENT, role="reader")
+        bench_token = workloads.issue_token(database, workloads.ENVIRONMENT)
+        query_token = workloads.issue_token(database, workloads.QUERY_ENVIRONMENT, Role.READER)
         ringfence = stack.enter_context(ringfence_server(url, workers=workers))
         trivial_pg = stack.enter_context(trivial_server(workers=workers))
         bench = Bench(database, ringfence, trivial_pg, bench_token, seconds, 3, _say, full)
@@ -125,7 +125,7 @@ def _run(chosen: list[str], *, full: bool, workers: int, seconds: float) -> int:
             with tempfile.TemporaryDirectory() as directory:
                 sqlite = f"sqlite:///{directory}/ringfence.db"
                 cli(sqlite, "db", "upgrade")
-                sqlite_token = token(sqlite, workloads.ENVIRONMENT)
+                sqlite_token = workloads.issue_token(sqlite, workloads.ENVIRONMENT)
                 # One process: SQLite has one writer, and writers of several processes wait on
                 # its file lock with sleeps (see docs/performance.md).
                 with (

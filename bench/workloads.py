@@ -110,7 +110,7 @@ class Bench:
         """Run what follows in an environment of its own (and a token for it), so that each
         workload's invariant check reads only that workload's data."""
         self.environment = environment
-        self.token = asyncio.run(_issue(self.database, environment))
+        self.token = issue_token(self.database, environment)
 
     def scale(self, quick: int, full: int) -> int:
         return full if self.full else quick
@@ -141,11 +141,16 @@ class Bench:
 # -- set-up through the services (fast, journaled like any other operation) -----------------
 
 
-async def _issue(database: str, environment: str) -> str:
+def issue_token(database: str, environment: str, role: Role = Role.ADMIN) -> str:
+    """A token for ``environment`` (created with it if new), issued in process."""
+    return asyncio.run(_issue(database, environment, role))
+
+
+async def _issue(database: str, environment: str, role: Role = Role.ADMIN) -> str:
     container = build(Settings(database_url=sqlalchemy_url(database), pool_size=1))
     try:
         issued = await create_token(
-            container.uow, Principal.operator(environment), Role.ADMIN, name=secrets.token_hex(4)
+            container.uow, Principal.operator(environment), role, name=secrets.token_hex(4)
         )
     finally:
         await container.close()
@@ -657,7 +662,7 @@ def index_query(bench: Bench, token: str) -> list[Result]:
     ]
     results = []
     for name, bodies, requests, limit in (
-        ("index_query_one", one, bench.scale(60, 300), 100.0),
+        ("index_query_one", one, bench.scale(40, 300), 100.0),
         ("index_query_1000", many, bench.scale(3, 10), 1000.0),
     ):
         runs = []
@@ -842,7 +847,7 @@ def latency_idle(bench: Bench, uncoalesced: Server) -> Result:
                 token=bench.token,
                 path=f"{bench.api}/allocation/consume",
                 tag=bench.tag(),
-                requests=bench.scale(60, 1000),
+                requests=bench.scale(40, 1000),
                 warmup=20,
                 body=_consume_body(product),
             )
