@@ -158,3 +158,14 @@ def test_demo_loads_a_queryable_environment_and_prints_a_working_token(cli: Cli)
     assert len({row["productId"] for row in rows}) == 12
     assert {row["dimensions"]["siteId"] for row in rows} <= {"1", "2", "3"}
     assert all(row["quantities"]["fno"]["availphysical"] >= 0 for row in rows)
+
+
+def test_serve_warns_that_several_processes_on_sqlite_are_slower(cli: Cli) -> None:
+    server = start_server(cli, workers=2)
+    try:
+        log = server.log.read_text()
+    finally:
+        server.stop()
+
+    warned = "SQLite has one writer" in log
+    assert warned == cli.database_url.startswith("sqlite")

@@ -141,6 +141,14 @@ def serve(
         highlight=False,
         soft_wrap=True,
     )
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        err.print(
+            f"[yellow]warning[/]: SQLite has one writer; {workers} processes wait for its file "
+            "lock in turn, which is slower than one process. Use --workers 1, or PostgreSQL "
+            "for more (docs/scaling.md).",
+            highlight=False,
+            soft_wrap=True,
+        )
     uvicorn.run(
         "ringfence.app:create_app",
         factory=True,
