@@ -407,15 +407,7 @@ def flash_sale(bench: Bench, hot_rate: float) -> Result:
             tag=bench.tag(),
             total=FLASH_REQUESTS,
             concurrency=FLASH_CONCURRENCY,
-            body={
-                "id": "{id}",
-                "organizationId": ORGANIZATION,
-                "productId": product,
-                "dimensions": STORE,
-                "groups": HOT_PATH,
-                "quantity": 1,
-                "physicalMeasures": SOLD_TO,
-            },
+            body=_consume_body(product),
         )
         answers = sorted(report["answers"])
         sold_at = [at for at, status in answers if status == 200]
