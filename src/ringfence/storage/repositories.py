@@ -89,11 +89,9 @@ def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def _insert(connection: AsyncConnection, table: Table) -> Any:
+def _insert(dialect: str, table: Table) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT."""
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 class _Repository:
@@ -203,7 +201,7 @@ def _partition_lock(dialect: str) -> Any:
 @functools.cache
 def _upsert(dialect: str, table: Table, updated: tuple[str, ...]) -> Any:
     """INSERT .. ON CONFLICT (primary key) DO UPDATE SET ``updated`` columns, built once."""
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    statement = _insert(dialect, table)
     return statement.on_conflict_do_update(
         index_elements=[column.name for column in table.primary_key.columns],
         set_={name: getattr(statement.excluded, name) for name in updated},
@@ -685,11 +683,7 @@ class SqlReservationRepository(_Repository):
         ]
         if not rows:
             return
-        statement = _insert(self._connection, reservations)
-        statement = statement.on_conflict_do_update(
-            index_elements=[column.name for column in reservations.primary_key.columns],
-            set_={"offset_quantity": statement.excluded.offset_quantity},
-        )
+        statement = _upsert(self._connection.dialect.name, reservations, ("offset_quantity",))
         for chunk in _chunks(rows):
             await self._connection.execute(statement, list(chunk))
 
