@@ -51,6 +51,9 @@ Paths and bodies follow Dynamics 365 Inventory Visibility's public API. Send
 """
 
 
+GC_THRESHOLDS = (50_000, 10, 10)
+"""The cyclic collector's thresholds while serving (CPython's default is ``(700, 10, 10)``)."""
+
 API_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
 
 
@@ -83,6 +86,10 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         # keep it out of the collector's full passes, which then stay short under load.
         gc.collect()
         gc.freeze()
+        # A request allocates containers by the thousand (an answer of 20,000 rows, by the
+        # hundred thousand) and frees nearly all of them by reference count; collecting every
+        # 700 allocations took more than half the time of large answers (docs/performance.md).
+        gc.set_threshold(*GC_THRESHOLDS)
         try:
             yield
         finally:

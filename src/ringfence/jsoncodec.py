@@ -20,9 +20,20 @@ def _plain(value: Decimal) -> bytes:
     return b"0" if text in ("-0", "") else text.encode()
 
 
+# Answers of many rows repeat a few quantities (0 above all): each is written once, then taken
+# from here. Equal decimals write the same text (1.0 and 1 both as 1), so equality is the key.
+_FRAGMENTS: dict[Decimal, orjson.Fragment] = {}
+_FRAGMENTS_MAX = 4096
+
+
 def _default(value: object) -> object:
     if isinstance(value, Decimal):
-        return orjson.Fragment(_plain(value))
+        fragment = _FRAGMENTS.get(value)
+        if fragment is None:
+            fragment = orjson.Fragment(_plain(value))
+            if len(_FRAGMENTS) < _FRAGMENTS_MAX:
+                _FRAGMENTS[value] = fragment
+        return fragment
     if isinstance(value, datetime):  # pragma: no cover - orjson writes datetimes itself
         return value.isoformat()
     raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -123,6 +123,19 @@ def test_dumps_writes_decimals_as_plain_json_numbers(value: Decimal, written: by
     assert dumps(value) == written
 
 
+def test_dumps_writes_equal_decimals_alike_however_often_they_repeat() -> None:
+    values = [Decimal("1"), Decimal("1.000000"), Decimal("0"), Decimal("-0.000000")] * 3
+
+    assert dumps(values) == b"[" + b",".join([b"1", b"1", b"0", b"0"] * 3) + b"]"
+
+
+def test_dumps_writes_more_distinct_quantities_than_it_remembers() -> None:
+    values = [Decimal(units).scaleb(-6) for units in range(-5_000, 5_000)]
+
+    assert loads(dumps(values)) == values
+    assert loads(dumps(values)) == values
+
+
 def test_dumps_never_writes_a_decimal_as_a_string() -> None:
     assert dumps({"quantities": {"pos": {"inbound": Decimal("10.500000")}}}) == (
         b'{"quantities":{"pos":{"inbound":10.5}}}'
