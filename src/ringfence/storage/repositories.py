@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -29,7 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ringfence.domain.access import Role
@@ -47,6 +48,7 @@ from ringfence.domain.measures import MeasureKey, MeasureState
 from ringfence.domain.operations import JournalEntry, OperationKind, PartitionKey
 from ringfence.domain.quantity import from_units, to_units
 from ringfence.domain.query import AggregateRow, OnHandSelection
+from ringfence.jsoncodec import dumps
 from ringfence.services.ports import (
     ConfigurationStamp,
     DuplicateOperation,
@@ -903,6 +905,16 @@ def _entry(row: Any) -> JournalEntry:
     )
 
 
+_JOURNAL_COPY = (
+    "COPY journal (environment_id, organization_id, product_id, kind, operation_id,"
+    " fingerprint, request, effects, result, actor, recorded_at) FROM STDIN"
+)
+
+
+def _json_text(value: object) -> str:
+    return dumps(value).decode()
+
+
 class SqlJournalRepository(_Repository):
     async def find(
         self, environment_id: str, kind: OperationKind, operation_ids: Iterable[str]
@@ -917,6 +929,9 @@ class SqlJournalRepository(_Repository):
         return {row.operation_id: _entry(row) for row in rows}
 
     async def append(self, environment_id: str, entries: Sequence[JournalEntry]) -> None:
+        if self._connection.dialect.name == "postgresql":
+            await self._copy(environment_id, entries)
+            return
         rows = [
             {
                 "environment_id": environment_id,
@@ -938,6 +953,41 @@ class SqlJournalRepository(_Repository):
                 await self._connection.execute(journal.insert(), list(chunk))
         except IntegrityError as error:
             raise DuplicateOperation(str(error.orig)) from error
+
+    async def _copy(self, environment_id: str, entries: Sequence[JournalEntry]) -> None:
+        """COPY the entries in one stream (PostgreSQL): 512 entries in a fifth of the time of
+        as many pipelined INSERTs, whose parameters SQLAlchemy and the driver convert row by
+        row, and one entry in two thirds (docs/performance.md).
+
+        The driver's errors are raised as SQLAlchemy raises those of its statements, so that
+        a lost database still answers 503 (:mod:`ringfence.storage.unit_of_work`).
+        """
+        raw = await self._connection.get_raw_connection()
+        driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+        try:
+            async with driver.cursor() as cursor, cursor.copy(_JOURNAL_COPY) as copy:
+                for entry in entries:
+                    await copy.write_row(
+                        (
+                            environment_id,
+                            entry.partition.organization_id,
+                            entry.partition.product_id,
+                            entry.kind.value,
+                            entry.operation_id,
+                            entry.fingerprint,
+                            _json_text(entry.request),
+                            _json_text(list(entry.effects)),
+                            _json_text(entry.result),
+                            entry.actor,
+                            entry.recorded_at,
+                        )
+                    )
+        except psycopg.errors.UniqueViolation as error:
+            raise DuplicateOperation(str(error)) from error
+        except psycopg.Error as error:
+            raise DBAPIError.instance(
+                _JOURNAL_COPY, None, error, psycopg.Error, connection_invalidated=driver.broken
+            ) from error
 
     async def list_entries(
         self, environment_id: str, journal_filter: JournalFilter

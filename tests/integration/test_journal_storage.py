@@ -1,0 +1,115 @@
+"""The journal's storage on SQLite and PostgreSQL: what is appended reads back the same, and an
+id journaled twice is refused, whether the entries are inserted (a few) or copied (many)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import psycopg
+import pytest
+from sqlalchemy import make_url
+
+from ringfence.domain.operations import JournalEntry, OperationKind, PartitionKey
+from ringfence.services.ports import DuplicateOperation, JournalFilter, UnitOfWorkFactory
+from tests.integration.support import Api, assert_problem, event
+
+pytestmark = pytest.mark.asyncio
+
+# Below and above the count from which PostgreSQL appends are copied (and the 500-row chunks).
+SIZES = [1, 31, 32, 512, 600]
+
+
+def entries(prefix: str, count: int) -> list[JournalEntry]:
+    recorded_at = datetime(2026, 12, 2, 10, 30, 0, 123456, tzinfo=UTC)
+    return [
+        JournalEntry(
+            kind=OperationKind.ONHAND_CHANGE,
+            operation_id=f"{prefix}-{index}",
+            partition=PartitionKey("usmf", f"P-{index % 7}"),
+            fingerprint=f"{index:064x}",
+            request={
+                "id": f"{prefix}-{index}",
+                "note": 'tab\there, "quoted", back\\slash, newline\n, ünïcode',
+                "quantities": {"pos": {"inbound": Decimal("0.000001") * (index + 1)}},
+            },
+            effects=({"measure": "pos.inbound", "delta": Decimal("-2.5"), "empty": None},),
+            result={"id": f"{prefix}-{index}", "statusCode": 200, "fractions": [Decimal("1.5")]},
+            actor="journal-test",
+            recorded_at=recorded_at,
+        )
+        for index in range(count)
+    ]
+
+
+async def read_back(uow: UnitOfWorkFactory, environment_id: str) -> list[JournalEntry]:
+    async with uow(read_only=True) as work:
+        return await work.journal.list_entries(environment_id, JournalFilter(limit=1000))
+
+
+@pytest.mark.parametrize("count", SIZES)
+async def test_appended_entries_read_back_exactly_in_order(
+    uow: UnitOfWorkFactory, environment_id: str, count: int
+) -> None:
+    written = entries("kept", count)
+    async with uow() as work:
+        await work.journal.append(environment_id, written)
+        await work.commit()
+
+    read = await read_back(uow, environment_id)
+
+    assert read == written
+    sequences = [entry.sequence for entry in read]
+    assert sequences == sorted(sequences)
+    assert all(isinstance(entry.sequence, int) for entry in read)
+
+
+@pytest.mark.parametrize("count", SIZES)
+async def test_an_id_journaled_twice_is_refused_and_nothing_of_the_second_append_is_kept(
+    uow: UnitOfWorkFactory, environment_id: str, count: int
+) -> None:
+    first = entries("twice", count)
+    async with uow() as work:
+        await work.journal.append(environment_id, first)
+        await work.commit()
+    # Fresh ids around one already journaled (under another partition: no lock would meet).
+    second = [*entries("fresh", count), first[-1]]
+
+    async with uow() as work:
+        with pytest.raises(DuplicateOperation):
+            await work.journal.append(environment_id, second)
+
+    assert await read_back(uow, environment_id) == first
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_connection_lost_while_the_journal_is_copied_answers_503_and_keeps_nothing(
+    api: Api, environment_id: str, database_url: str
+) -> None:
+    libpq = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    trigger = f"lost_{environment_id.replace('-', '_')}"
+    with psycopg.connect(libpq, autocommit=True) as connection:
+        # The server's answer when an administrator shuts it down, to this environment's rows.
+        connection.execute(
+            f"CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'terminating connection' USING ERRCODE = 'admin_shutdown'; END $$"
+        )
+        connection.execute(
+            f"CREATE TRIGGER {trigger} BEFORE INSERT ON journal FOR EACH ROW "
+            f"WHEN (NEW.environment_id = '{environment_id}') EXECUTE FUNCTION {trigger}()"
+        )
+    bulk = [event(f"lost-{index}", {"pos": {"inbound": 1}}) for index in range(3)]
+    try:
+        response = await api.post("/onhand/bulk", bulk)
+    finally:
+        with psycopg.connect(libpq, autocommit=True) as connection:
+            connection.execute(f"DROP TRIGGER {trigger} ON journal")
+            connection.execute(f"DROP FUNCTION {trigger}()")
+
+    assert_problem(response, 503, "database-unavailable")
+    assert response.headers["Retry-After"] == "2"
+    assert await api.measure("pos.inbound") == 0
+    assert await api.journal() == []
+    retried = await api.post("/onhand/bulk", bulk)
+    assert retried.status_code == 200, retried.text
+    assert await api.measure("pos.inbound") == 3
