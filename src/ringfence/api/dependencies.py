@@ -57,7 +57,9 @@ def coalescer_of(request: Request) -> tuple[Coalescer | None, bool]:
     return state.coalescer, state.coalesce_by_partition
 
 
-def get_uow(request: Request) -> UnitOfWorkFactory:
+async def get_uow(request: Request) -> UnitOfWorkFactory:
+    # async: FastAPI runs a plain function dependency in a worker thread, a thread hand-off
+    # per request (7% of a consume's CPU under load).
     return _state(request).uow
 
 
