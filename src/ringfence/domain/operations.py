@@ -17,6 +17,8 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+import orjson
+
 from ringfence.domain.errors import Conflict, NotFound, RingfenceError
 from ringfence.domain.quantity import format_quantity
 
@@ -131,11 +133,16 @@ def to_json_value(value: object) -> object:
 
 
 def fingerprint(kind: OperationKind, request: Mapping[str, object]) -> str:
-    """A digest of the meaning of a request: equal for requests that would do the same thing."""
-    text = json.dumps(
-        [str(kind), to_json_value(request)],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
+    """A digest of the meaning of a request: equal for requests that would do the same thing.
+
+    The digest of canonical JSON: keys sorted, no spaces, text unescaped but for JSON's own
+    escapes. Journaled fingerprints are compared with those of retries, so the bytes never
+    change: orjson writes them (a tenth of the time), the standard library what orjson cannot
+    (integers beyond 64 bits), and the tests hold the two equal.
+    """
+    value = [str(kind), to_json_value(request)]
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return hashlib.sha256(text).hexdigest()

@@ -294,6 +294,9 @@ _CURRENT_STAMP = (
 )
 """Read before every batch: built once (see :func:`_keyed_lookup`)."""
 
+_TOKENS_BY_ID = select(tokens).where(tokens.c.token_id.in_(bindparam("ids", expanding=True)))
+"""Read for every batch of requests (their tokens): built once."""
+
 
 class SqlConfigurationRepository(_Repository):
     async def current(self, environment_id: str) -> StoredConfiguration | None:
@@ -404,9 +407,7 @@ class SqlTokenRepository(_Repository):
     async def get_many(self, token_ids: Sequence[str]) -> dict[str, TokenRecord]:
         found: dict[str, TokenRecord] = {}
         for chunk in _chunks(token_ids):
-            for row in await self._connection.execute(
-                select(tokens).where(tokens.c.token_id.in_(chunk))
-            ):
+            for row in await self._connection.execute(_TOKENS_BY_ID, {"ids": list(chunk)}):
                 found[row.token_id] = _token(row)
         return found
 
