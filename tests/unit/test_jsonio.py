@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -162,3 +163,29 @@ def test_dumps_then_loads_gives_back_the_same_quantity(value: Decimal) -> None:
 
     assert read == value
     assert not isinstance(read, float)
+
+
+def _nesting(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max((_nesting(item) for item in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_nesting(item) for item in value.values()), default=0)
+    return 0
+
+
+documents = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@given(documents, st.booleans())
+@settings(max_examples=300)
+def test_depth_is_the_nesting_of_any_document(document: object, ascii_only: bool) -> None:
+    # Strings hold brackets, quotes and backslashes, escaped as any JSON writer does.
+    body = json.dumps(document, ensure_ascii=ascii_only).encode()
+
+    assert _depth(body) == _nesting(document)

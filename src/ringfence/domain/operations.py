@@ -140,9 +140,26 @@ def fingerprint(kind: OperationKind, request: Mapping[str, object]) -> str:
     change: orjson writes them (a tenth of the time), the standard library what orjson cannot
     (integers beyond 64 bits), and the tests hold the two equal.
     """
-    value = [str(kind), to_json_value(request)]
     try:
-        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        text = orjson.dumps([str(kind), request], default=_canonical, option=_CANONICAL)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        text = json.dumps(
+            [str(kind), to_json_value(request)],
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
     return hashlib.sha256(text).hexdigest()
+
+
+_CANONICAL = (
+    orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def _canonical(value: object) -> object:
+    """What orjson does not write as :func:`to_json_value` does (anything else: the standard
+    library decides, as before)."""
+    if isinstance(value, Decimal | datetime):
+        return to_json_value(value)
+    raise TypeError(type(value).__name__)
