@@ -635,3 +635,24 @@ async def test_id_of_a_refused_change_stays_free(api: Api, admin_headers: dict[s
     assert response.status_code == 200, response.text
     assert "Idempotent-Replayed" not in response.headers
     assert await api.measure("pos.damaged") == 2
+
+
+@pytest.mark.parametrize("path", ["/onhand", "/onhand/bulk"])
+@pytest.mark.parametrize("field", ["id", "siteId"])
+async def test_a_lone_surrogate_in_any_string_is_refused_and_changes_nothing(
+    api: Api, path: str, field: str
+) -> None:
+    before = await api.snapshot()
+    event_text = (
+        '{"id": "ID", "organizationId": "usmf", "productId": "T-shirt", '
+        '"dimensions": {"siteId": "SITE", "locationId": "11"}, '
+        '"quantities": {"pos": {"inbound": 1}}}'
+    )
+    event_text = event_text.replace("ID", "\\ud800" if field == "id" else "s1")
+    event_text = event_text.replace("SITE", "\\udc00" if field == "siteId" else "1")
+    body = f"[{event_text}]" if path.endswith("bulk") else event_text
+
+    response = await api.post(path, content=body.encode())
+
+    assert_problem(response, 422, "malformed-json")
+    assert await api.snapshot() == before

@@ -189,3 +189,41 @@ def test_depth_is_the_nesting_of_any_document(document: object, ascii_only: bool
     body = json.dumps(document, ensure_ascii=ascii_only).encode()
 
     assert _depth(body) == _nesting(document)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": "\\ud800"}',
+        b'{"id": "x\\uDFFFy"}',
+        b'{"\\udbff": 1}',
+        b'["ok", {"deep": ["\\ud83d"]}]',
+        b'{"id": "\xed\xa0\x80"}',  # a surrogate encoded as UTF-8 bytes
+    ],
+)
+def test_loads_refuses_strings_that_are_not_unicode_text(body: bytes) -> None:
+    error = malformed(body)
+
+    assert error.code == "malformed-json"
+    assert "surrogate" in error.detail
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        (b'{"id": "\\ud83d\\ude00"}', "\U0001f600"),  # a pair: one character
+        (b'{"id": "\\\\ud800"}', "\\ud800"),  # an escaped backslash, then plain letters
+    ],
+)
+def test_loads_accepts_surrogate_pairs_and_escaped_backslashes(body: bytes, text: str) -> None:
+    assert loads(body) == {"id": text}
+
+
+def test_loads_checks_text_beside_numbers_of_any_size() -> None:
+    body = b'{"id": "\\ud83d\\ude00", "n": 123456789012345678901234567890, "q": 1.5}'
+
+    assert loads(body) == {
+        "id": "\U0001f600",
+        "n": 123456789012345678901234567890,
+        "q": Decimal("1.5"),
+    }

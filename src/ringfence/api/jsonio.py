@@ -60,10 +60,38 @@ def loads(body: bytes) -> Any:
         if _depth(body) > MAX_DEPTH:
             message = f"the body nests arrays and objects deeper than {MAX_DEPTH} levels"
             raise Invalid("malformed-json", message, (FieldIssue(("body",), message),))
-        return json.loads(body, parse_float=Decimal, parse_constant=_constant)
+        value = json.loads(body, parse_float=Decimal, parse_constant=_constant)
     except (ValueError, RecursionError, ArithmeticError) as error:
         message = f"the body is not valid JSON: {error}"
         raise Invalid("malformed-json", message, (FieldIssue(("body",), message),)) from None
+    if _SURROGATE.search(body) is not None and not _unicode_text(value):
+        message = (
+            "the body holds a lone surrogate (\\ud800 to \\udfff) in a string: "
+            "strings must be Unicode text"
+        )
+        raise Invalid("malformed-json", message, (FieldIssue(("body",), message),))
+    return value
+
+
+_SURROGATE = re.compile(rb"\\u[dD][89abcdefABCDEF]|\xed[\xa0-\xbf]")
+"""Where a lone surrogate could come from: an escape, or its (invalid) UTF-8 encoding, which
+``json.loads`` lets through. Rare: only then are the parsed strings checked."""
+
+
+def _unicode_text(value: Any) -> bool:
+    """No string of ``value`` holds a lone surrogate (which no text encoding can write: it
+    would fail the answer, the journal and the database alike)."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_unicode_text(key) and _unicode_text(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_unicode_text(item) for item in value)
+    return True
 
 
 async def read_json(request: Request, max_bytes: int) -> Any:
