@@ -4,11 +4,12 @@
 a bulk call, or, later, whatever a per-partition coalescer gathered) and, in one unit of work:
 
 1. validates each against the current configuration (a bad one fails alone);
-2. locks the partitions of the valid ones, in sorted order;
-3. looks their ids up in the journal: a known id with the same fingerprint is *replayed*, with
+2. locks the partitions of the valid ones, in sorted order, and then reads, in as few round
+   trips as storage can (:meth:`~ringfence.services.ports.UnitOfWork.lock_and_read`):
+3. their ids in the journal: a known id with the same fingerprint is *replayed*, with
    another fingerprint refused as ``idempotency-key-reuse``;
-4. loads what the operations need into a :class:`~ringfence.domain.ledger.Ledger` and applies
-   them in arrival order, each all or nothing;
+4. what the operations need, into a :class:`~ringfence.domain.ledger.Ledger`; they are applied
+   in arrival order, each all or nothing;
 5. writes the changed state (measures, allocations, reservations) and the journal entries,
    and commits.
 
@@ -35,7 +36,7 @@ from ringfence.domain.operations import (
     PartitionKey,
 )
 from ringfence.services.configuration import load_configuration
-from ringfence.services.ports import DuplicateOperation, UnitOfWork, UnitOfWorkFactory
+from ringfence.services.ports import BatchReads, DuplicateOperation, UnitOfWorkFactory
 
 __all__ = ["Applied", "Operation", "run_mutations", "success_body"]
 
@@ -147,14 +148,30 @@ async def _attempt(
         if not operations:
             return [item for item in prepared if isinstance(item, ItemResult)]
 
-        await work.partitions.lock(
-            environment_id, sorted({operation.partition for operation in operations})
-        )
-        known = await work.journal.find(environment_id, kind, {op.id for op in operations})
         needs = Needs()
         for operation in operations:
             needs.update(operation.needs())
-        ledger = await _load(work, environment_id, configuration, needs)
+        read = await work.lock_and_read(
+            BatchReads(
+                environment_id=environment_id,
+                kind=kind,
+                partitions=sorted({operation.partition for operation in operations}),
+                operation_ids={operation.id for operation in operations},
+                needs=needs,
+                below=tuple(
+                    configuration.dimension_hierarchy[len(configuration.partition_dimensions) :]
+                ),
+            )
+        )
+        known = read.known
+        ledger = Ledger(
+            configuration,
+            measures=read.measures,
+            known_measures=read.measure_keys,
+            levels=read.levels,
+            allocations=read.allocations,
+            reservations=read.reservations,
+        )
         context = Context(principal.actor, datetime.now(UTC))
         results: list[ItemResult] = []
         entries: list[JournalEntry] = []
@@ -194,36 +211,6 @@ async def _attempt(
             await work.journal.append(environment_id, entries)
             await work.commit()
         return results
-
-
-async def _load(
-    work: UnitOfWork, environment_id: str, configuration: Configuration, needs: Needs
-) -> Ledger:
-    """Everything the batch needs, read under its partition locks."""
-    below = configuration.dimension_hierarchy[len(configuration.partition_dimensions) :]
-    reservations = (
-        await work.reservations.load(environment_id, needs.reservations)
-        if needs.reservations
-        else {}
-    )
-    # A reservation's measure comes with it: unreserving changes it.
-    measure_keys = needs.measures | {reservation.key for reservation in reservations.values()}
-    return Ledger(
-        configuration,
-        measures=await work.onhand.load(environment_id, measure_keys),
-        known_measures=measure_keys,
-        levels=(
-            await work.onhand.level_sums(environment_id, needs.levels, below)
-            if needs.levels
-            else None
-        ),
-        allocations=(
-            await work.allocations.load(environment_id, needs.allocations)
-            if needs.allocations
-            else None
-        ),
-        reservations=reservations,
-    )
 
 
 def _replay(index: int, operation: Operation, previous: JournalEntry) -> ItemResult:

@@ -30,6 +30,8 @@ from ringfence.domain.operations import JournalEntry, OperationKind, PartitionKe
 from ringfence.domain.quantity import ZERO
 from ringfence.domain.query import AggregateRow, OnHandSelection
 from ringfence.services.ports import (
+    BatchReads,
+    BatchState,
     ConfigurationStamp,
     DuplicateOperation,
     JournalFilter,
@@ -38,6 +40,7 @@ from ringfence.services.ports import (
     StoredConfiguration,
     TokenRecord,
     UnitOfWork,
+    lock_and_read_in_turn,
 )
 
 __all__ = ["MemoryState", "MemoryUnitOfWork", "MemoryUnitOfWorkFactory"]
@@ -432,6 +435,9 @@ class MemoryUnitOfWork:
         self.allocations = _Allocations(state)
         self.journal = _Journal(state)
         self.sessions = _Sessions(state)
+
+    async def lock_and_read(self, reads: BatchReads) -> BatchState:
+        return await lock_and_read_in_turn(self, reads)
 
     async def commit(self) -> None:
         self.committed = True

@@ -10,7 +10,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ringfence.domain.errors import Unavailable
-from ringfence.services.ports import UnitOfWork
+from ringfence.services.ports import BatchReads, BatchState, UnitOfWork, lock_and_read_in_turn
 from ringfence.storage.engine import Database
 from ringfence.storage.repositories import (
     SqlAllocationRepository,
@@ -41,6 +41,9 @@ class SqlUnitOfWork:
         self.allocations = SqlAllocationRepository(connection)
         self.journal = SqlJournalRepository(connection)
         self.sessions = SqlSessionRepository(connection)
+
+    async def lock_and_read(self, reads: BatchReads) -> BatchState:
+        return await lock_and_read_in_turn(self, reads)
 
     async def commit(self) -> None:
         await self._connection.commit()
