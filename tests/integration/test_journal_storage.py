@@ -1,5 +1,6 @@
 """The journal's storage on SQLite and PostgreSQL: what is appended reads back the same, and an
-id journaled twice is refused, whether the entries are inserted (a few) or copied (many)."""
+id journaled twice is refused, whether the entries are inserted (a few) or copied (many); and a
+connection lost in the driver's own calls (COPY, pipelines) still answers 503."""
 
 from __future__ import annotations
 
@@ -83,8 +84,15 @@ async def test_an_id_journaled_twice_is_refused_and_nothing_of_the_second_append
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-async def test_a_connection_lost_while_the_journal_is_copied_answers_503_and_keeps_nothing(
-    api: Api, environment_id: str, database_url: str
+@pytest.mark.parametrize(
+    "table",
+    [
+        "partitions",  # the batch's lock, sent with its reads in one pipeline
+        "journal",  # the batch's entries, copied
+    ],
+)
+async def test_a_connection_lost_mid_batch_answers_503_and_keeps_nothing(
+    api: Api, environment_id: str, database_url: str, table: str
 ) -> None:
     libpq = make_url(database_url).set(drivername="postgresql").render_as_string(False)
     trigger = f"lost_{environment_id.replace('-', '_')}"
@@ -95,7 +103,7 @@ async def test_a_connection_lost_while_the_journal_is_copied_answers_503_and_kee
             "RAISE EXCEPTION 'terminating connection' USING ERRCODE = 'admin_shutdown'; END $$"
         )
         connection.execute(
-            f"CREATE TRIGGER {trigger} BEFORE INSERT ON journal FOR EACH ROW "
+            f"CREATE TRIGGER {trigger} BEFORE INSERT ON {table} FOR EACH ROW "
             f"WHEN (NEW.environment_id = '{environment_id}') EXECUTE FUNCTION {trigger}()"
         )
     bulk = [event(f"lost-{index}", {"pos": {"inbound": 1}}) for index in range(3)]
@@ -103,7 +111,7 @@ async def test_a_connection_lost_while_the_journal_is_copied_answers_503_and_kee
         response = await api.post("/onhand/bulk", bulk)
     finally:
         with psycopg.connect(libpq, autocommit=True) as connection:
-            connection.execute(f"DROP TRIGGER {trigger} ON journal")
+            connection.execute(f"DROP TRIGGER {trigger} ON {table}")
             connection.execute(f"DROP FUNCTION {trigger}()")
 
     assert_problem(response, 503, "database-unavailable")

@@ -7,13 +7,15 @@ of a unit of work, and speak both SQLite and PostgreSQL.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -89,6 +91,15 @@ _CHUNK = 500
 T = TypeVar("T")
 
 
+def _nothing(_: list[list[Any]]) -> None:
+    return None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A stored time in UTC (as the column type gives it; the driver, in the session's zone)."""
+    return value.astimezone(UTC) if value is not None and value.tzinfo is not None else value
+
+
 def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -99,20 +110,85 @@ def _insert(dialect: str, table: Table) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
+@dataclass(frozen=True)
+class _Read(Generic[T]):
+    """A read as data: statements with their parameters, and what their rows make.
+
+    Repositories run it at once (:meth:`_Repository._run`); a batch's reads under its locks are
+    sent together by :class:`~ringfence.storage.unit_of_work.SqlUnitOfWork` (PostgreSQL).
+    """
+
+    statements: tuple[tuple[Any, Any], ...]
+    convert: Callable[[list[list[Any]]], T]
+    """Rows of each statement, in order -> the answer."""
+
+
+def _rows_of(rows: list[list[Any]]) -> list[Any]:
+    return [row for statement_rows in rows for row in statement_rows]
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(statement: Any, dialect: Any) -> Any:
+    return statement.compile(dialect=dialect)
+
+
+async def pipelined(connection: AsyncConnection, *reads: _Read[Any]) -> list[Any]:
+    """Run ``reads`` in one round trip (PostgreSQL pipeline mode), in order; their answers.
+
+    The statements are SQLAlchemy's, compiled once per shape; the driver parses their rows with
+    the engine's own adapters (JSON as :func:`ringfence.jsoncodec.loads` does). Its errors are
+    raised as SQLAlchemy raises those of its statements, so that a lost database answers 503.
+    """
+    raw = await connection.get_raw_connection()
+    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    cursors: list[list[psycopg.AsyncCursor[Any]]] = []
+    try:
+        async with driver.pipeline():
+            for read in reads:
+                sent = []
+                for statement, parameters in read.statements:
+                    compiled = _compiled(statement, connection.dialect)
+                    cursor = driver.cursor(row_factory=namedtuple_row)
+                    await cursor.execute(compiled.string, compiled.construct_params(parameters))
+                    sent.append(cursor)
+                cursors.append(sent)
+        answers = []
+        for read, sent in zip(reads, cursors, strict=True):
+            rows = [await c.fetchall() if c.description is not None else [] for c in sent]
+            answers.append(read.convert(rows))
+        return answers
+    except psycopg.Error as error:
+        raise DBAPIError.instance(
+            "pipeline", None, error, psycopg.Error, connection_invalidated=driver.broken
+        ) from error
+    finally:
+        for sent in cursors:
+            for cursor in sent:
+                await cursor.close()
+
+
 class _Repository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def _rows_keyed(
+    async def _run(self, read: _Read[T]) -> T:
+        results: list[list[Any]] = []
+        for statement, parameters in read.statements:
+            result = await self._connection.execute(statement, parameters)
+            results.append(list(result) if result.returns_rows else [])
+        return read.convert(results)
+
+    def _keyed_read(
         self,
         table: Table,
         environment_id: str,
         columns: Sequence[Any],
         keys: Sequence[tuple[str, ...]],
+        convert: Callable[[list[Any]], T],
         *,
         where: Mapping[str, str] | None = None,
         selected: Sequence[Any] = (),
-    ) -> list[Any]:
+    ) -> _Read[T]:
         """The environment's rows of ``table`` whose ``columns`` take one of ``keys`` (and whose
         ``where`` columns equal the values given): the ``selected`` columns, else all."""
         dialect = self._connection.dialect.name
@@ -124,20 +200,19 @@ class _Repository:
             tuple(sorted(filters)),
             tuple(c.name for c in selected),
         )
-        parameters: dict[str, Any] = {
+        common: dict[str, Any] = {
             "environment_id": environment_id,
             **{f"where_{name}": value for name, value in filters.items()},
         }
-        if dialect == "postgresql":
-            if not keys:
-                return []
-            parameters["keys"] = orjson.dumps(keys).decode()
-            return list(await self._connection.execute(statement, parameters))
-        found: list[Any] = []
-        for chunk in _chunks(keys):
-            parameters["keys"] = list(chunk)
-            found.extend(await self._connection.execute(statement, parameters))
-        return found
+        if not keys:
+            statements: tuple[tuple[Any, Any], ...] = ()
+        elif dialect == "postgresql":
+            statements = ((statement, {**common, "keys": orjson.dumps(keys).decode()}),)
+        else:
+            statements = tuple(
+                (statement, {**common, "keys": list(chunk)}) for chunk in _chunks(keys)
+            )
+        return _Read(statements, lambda rows: convert(_rows_of(rows)))
 
 
 def _json_tuples(parameter: str, name: str, *, ordinality: bool = False) -> Any:
@@ -167,7 +242,7 @@ def _keyed_lookup(
     filters: tuple[str, ...],
     selected: tuple[str, ...],
 ) -> Select[Any]:
-    """The statement of :meth:`_Repository._rows_keyed`, built once per shape.
+    """The statement of :meth:`_Repository._keyed_read`, built once per shape.
 
     Built statements are reused: SQLAlchemy then keeps their compiled form and cache key,
     which building them per call recomputed (most of a hot batch's database time was there).
@@ -437,27 +512,35 @@ class SqlTokenRepository(_Repository):
 
 class SqlPartitionRepository(_Repository):
     async def lock(self, environment_id: str, partitions_: Sequence[PartitionKey]) -> None:
+        await self._run(self.lock_read(environment_id, partitions_))
+
+    def lock_read(self, environment_id: str, partitions_: Sequence[PartitionKey]) -> _Read[None]:
         statement = _partition_lock(self._connection.dialect.name)
         if self._connection.dialect.name == "postgresql":
             pairs = [(key.organization_id, key.product_id) for key in partitions_]
-            await self._connection.execute(
-                statement,
-                {"environment_id": environment_id, "partitions": orjson.dumps(pairs).decode()},
-            )
-            return
-        for chunk in _chunks(partitions_):
-            await self._connection.execute(
-                statement,
-                [
-                    {
-                        "environment_id": environment_id,
-                        "organization_id": key.organization_id,
-                        "product_id": key.product_id,
-                        "version": 1,
-                    }
-                    for key in chunk
-                ],
-            )
+            parameters = {
+                "environment_id": environment_id,
+                "partitions": orjson.dumps(pairs).decode(),
+            }
+            return _Read(((statement, parameters),), _nothing)
+        return _Read(
+            tuple(
+                (
+                    statement,
+                    [
+                        {
+                            "environment_id": environment_id,
+                            "organization_id": key.organization_id,
+                            "product_id": key.product_id,
+                            "version": 1,
+                        }
+                        for key in chunk
+                    ],
+                )
+                for chunk in _chunks(partitions_)
+            ),
+            _nothing,
+        )
 
     async def catalog(
         self,
@@ -501,6 +584,11 @@ class SqlOnHandRepository(_Repository):
     async def load(
         self, environment_id: str, keys: Iterable[MeasureKey]
     ) -> dict[MeasureKey, MeasureState]:
+        return await self._run(self.load_read(environment_id, keys))
+
+    def load_read(
+        self, environment_id: str, keys: Iterable[MeasureKey]
+    ) -> _Read[dict[MeasureKey, MeasureState]]:
         wanted = {
             (
                 key.partition.organization_id,
@@ -511,26 +599,31 @@ class SqlOnHandRepository(_Repository):
             ): key
             for key in keys
         }
-        found: dict[MeasureKey, MeasureState] = {}
-        for row in await self._rows_keyed(
+
+        def convert(rows: list[Any]) -> dict[MeasureKey, MeasureState]:
+            found: dict[MeasureKey, MeasureState] = {}
+            for row in rows:
+                key = wanted[
+                    (
+                        row.organization_id,
+                        row.product_id,
+                        row.dimensions_key,
+                        row.data_source,
+                        row.measure,
+                    )
+                ]
+                found[key] = MeasureState(from_units(int(row.quantity)), _utc(row.set_at))
+            return found
+
+        return self._keyed_read(
             onhand_measures,
             environment_id,
             _MEASURE_COLUMNS,
             list(wanted),
+            convert,
             # Not the dimensions (the keys hold them): parsing their JSON was half the time.
             selected=(*_MEASURE_COLUMNS, onhand_measures.c.quantity, onhand_measures.c.set_at),
-        ):
-            key = wanted[
-                (
-                    row.organization_id,
-                    row.product_id,
-                    row.dimensions_key,
-                    row.data_source,
-                    row.measure,
-                )
-            ]
-            found[key] = MeasureState(from_units(int(row.quantity)), row.set_at)
-        return found
+        )
 
     async def save(
         self, environment_id: str, states: Iterable[tuple[MeasureKey, MeasureState]]
@@ -603,13 +696,17 @@ class SqlOnHandRepository(_Repository):
     async def level_sums(
         self, environment_id: str, scopes: Iterable[LevelScope], below: Sequence[str]
     ) -> dict[LevelScope, dict[Group, dict[MeasureRef, Decimal]]]:
+        return await self._run(self.level_sums_read(environment_id, scopes, below))
+
+    def level_sums_read(
+        self, environment_id: str, scopes: Iterable[LevelScope], below: Sequence[str]
+    ) -> _Read[dict[LevelScope, dict[Group, dict[MeasureRef, Decimal]]]]:
         dimensions = onhand_measures.c.dimensions
         groups = [dimensions[name].as_string().label(f"g{i}") for i, name in enumerate(below)]
         keys = (*groups, onhand_measures.c.data_source, onhand_measures.c.measure)
-        found: dict[LevelScope, dict[Group, dict[MeasureRef, Decimal]]] = {}
-        for scope in sorted(scopes):
-            sums: dict[Group, dict[MeasureRef, Decimal]] = {}
-            rows = await self._connection.execute(
+        ordered = sorted(scopes)
+        statements: tuple[tuple[Any, Any], ...] = tuple(
+            (
                 select(*keys, func.sum(onhand_measures.c.quantity).label("total"))
                 .where(
                     onhand_measures.c.environment_id == environment_id,
@@ -620,14 +717,26 @@ class SqlOnHandRepository(_Repository):
                         for name, value in scope.anchor.items()
                     ),
                 )
-                .group_by(*keys)
+                .group_by(*keys),
+                {},
             )
-            for row in rows:
-                group = tuple(row[: len(groups)])
-                ref = MeasureRef(row.data_source, row.measure)
-                sums.setdefault(group, {})[ref] = from_units(int(row.total))
-            found[scope] = sums
-        return found
+            for scope in ordered
+        )
+
+        def convert(
+            results: list[list[Any]],
+        ) -> dict[LevelScope, dict[Group, dict[MeasureRef, Decimal]]]:
+            found: dict[LevelScope, dict[Group, dict[MeasureRef, Decimal]]] = {}
+            for scope, rows in zip(ordered, results, strict=True):
+                sums: dict[Group, dict[MeasureRef, Decimal]] = {}
+                for row in rows:
+                    group = tuple(row[: len(groups)])
+                    ref = MeasureRef(row.data_source, row.measure)
+                    sums.setdefault(group, {})[ref] = from_units(int(row.total))
+                found[scope] = sums
+            return found
+
+        return _Read(statements, convert)
 
     async def measures_in_use(self, environment_id: str) -> set[MeasureRef]:
         rows = await self._connection.execute(
@@ -659,20 +768,23 @@ def _reservation(row: Any) -> Reservation:
         offset=from_units(int(row.offset_quantity)),
         operation_id=row.operation_id,
         origin=row.origin,
-        created_at=row.created_at,
+        created_at=row.created_at.astimezone(UTC),
         created_by=row.created_by,
     )
 
 
 class SqlReservationRepository(_Repository):
     async def load(self, environment_id: str, ids: Iterable[str]) -> dict[str, Reservation]:
-        rows = await self._rows_keyed(
+        return await self._run(self.load_read(environment_id, ids))
+
+    def load_read(self, environment_id: str, ids: Iterable[str]) -> _Read[dict[str, Reservation]]:
+        return self._keyed_read(
             reservations,
             environment_id,
             [reservations.c.reservation_id],
             [(reservation_id,) for reservation_id in sorted(set(ids))],
+            lambda rows: {row.reservation_id: _reservation(row) for row in rows},
         )
-        return {row.reservation_id: _reservation(row) for row in rows}
 
     async def locate(self, environment_id: str, ids: Iterable[str]) -> dict[str, PartitionKey]:
         found: dict[str, PartitionKey] = {}
@@ -780,6 +892,11 @@ class SqlAllocationRepository(_Repository):
     async def load(
         self, environment_id: str, keys: Iterable[AllocationKey]
     ) -> dict[AllocationKey, AllocationState]:
+        return await self._run(self.load_read(environment_id, keys))
+
+    def load_read(
+        self, environment_id: str, keys: Iterable[AllocationKey]
+    ) -> _Read[dict[AllocationKey, AllocationState]]:
         wanted = {
             (
                 key.partition.organization_id,
@@ -789,13 +906,18 @@ class SqlAllocationRepository(_Repository):
             ): key
             for key in keys
         }
-        found: dict[AllocationKey, AllocationState] = {}
-        for row in await self._rows_keyed(
-            allocations, environment_id, _ALLOCATION_COLUMNS, list(wanted)
-        ):
-            key = wanted[(row.organization_id, row.product_id, row.dimensions_key, row.group_path)]
-            found[key] = _allocation_state(row)
-        return found
+        return self._keyed_read(
+            allocations,
+            environment_id,
+            _ALLOCATION_COLUMNS,
+            list(wanted),
+            lambda rows: {
+                wanted[
+                    (row.organization_id, row.product_id, row.dimensions_key, row.group_path)
+                ]: _allocation_state(row)
+                for row in rows
+            },
+        )
 
     async def save(
         self, environment_id: str, states: Iterable[tuple[AllocationKey, AllocationState]]
@@ -930,7 +1052,7 @@ def _entry(row: Any) -> JournalEntry:
         effects=tuple(row.effects),
         result=row.result,
         actor=row.actor,
-        recorded_at=row.recorded_at,
+        recorded_at=row.recorded_at.astimezone(UTC),
         sequence=int(row.sequence),
     )
 
@@ -949,14 +1071,19 @@ class SqlJournalRepository(_Repository):
     async def find(
         self, environment_id: str, kind: OperationKind, operation_ids: Iterable[str]
     ) -> dict[str, JournalEntry]:
-        rows = await self._rows_keyed(
+        return await self._run(self.find_read(environment_id, kind, operation_ids))
+
+    def find_read(
+        self, environment_id: str, kind: OperationKind, operation_ids: Iterable[str]
+    ) -> _Read[dict[str, JournalEntry]]:
+        return self._keyed_read(
             journal,
             environment_id,
             [journal.c.operation_id],
             [(operation_id,) for operation_id in sorted(set(operation_ids))],
+            lambda rows: {row.operation_id: _entry(row) for row in rows},
             where={"kind": kind.value},
         )
-        return {row.operation_id: _entry(row) for row in rows}
 
     async def append(self, environment_id: str, entries: Sequence[JournalEntry]) -> None:
         if self._connection.dialect.name == "postgresql":

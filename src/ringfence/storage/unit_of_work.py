@@ -22,6 +22,7 @@ from ringfence.storage.repositories import (
     SqlReservationRepository,
     SqlSessionRepository,
     SqlTokenRepository,
+    pipelined,
 )
 
 __all__ = ["SqlUnitOfWork", "SqlUnitOfWorkFactory"]
@@ -43,7 +44,50 @@ class SqlUnitOfWork:
         self.sessions = SqlSessionRepository(connection)
 
     async def lock_and_read(self, reads: BatchReads) -> BatchState:
-        return await lock_and_read_in_turn(self, reads)
+        """On PostgreSQL, one round trip (two when reservations are read: their measures come
+        with them): the lock and the reads sent together in pipeline mode, which the server
+        runs in order, each read after the locks are taken. Under load, every round trip
+        inside the locks also waited for the event loop's other work while holding them.
+        """
+        if self._connection.dialect.name != "postgresql":
+            return await lock_and_read_in_turn(self, reads)
+        environment, needs = reads.environment_id, reads.needs
+        lock = self.partitions.lock_read(environment, reads.partitions)
+        find = self.journal.find_read(environment, reads.kind, reads.operation_ids)
+        levels = self.onhand.level_sums_read(environment, needs.levels, reads.below)
+        allocations = self.allocations.load_read(environment, needs.allocations)
+        if needs.reservations:
+            _, known, reserved = await pipelined(
+                self._connection,
+                lock,
+                find,
+                self.reservations.load_read(environment, needs.reservations),
+            )
+            measure_keys = needs.measures | {item.key for item in reserved.values()}
+            measures, sums, allocated = await pipelined(
+                self._connection,
+                self.onhand.load_read(environment, measure_keys),
+                levels,
+                allocations,
+            )
+        else:
+            reserved, measure_keys = {}, needs.measures
+            _, known, measures, sums, allocated = await pipelined(
+                self._connection,
+                lock,
+                find,
+                self.onhand.load_read(environment, measure_keys),
+                levels,
+                allocations,
+            )
+        return BatchState(
+            known=known,
+            measures=measures,
+            measure_keys=measure_keys,
+            levels=sums if needs.levels else None,
+            allocations=allocated if needs.allocations else None,
+            reservations=reserved,
+        )
 
     async def commit(self) -> None:
         await self._connection.commit()
