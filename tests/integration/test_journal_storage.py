@@ -1,6 +1,6 @@
-"""The journal's storage on SQLite and PostgreSQL: what is appended reads back the same, and an
-id journaled twice is refused, whether the entries are inserted (a few) or copied (many); and a
-connection lost in the driver's own calls (COPY, pipelines) still answers 503."""
+"""The journal's storage on SQLite and PostgreSQL: what is appended reads back the same (JSON,
+times, exact quantities), an id journaled twice is refused and nothing of its batch is kept; and
+a connection lost in the driver's own pipelines still answers 503."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from tests.integration.support import Api, assert_problem, event
 
 pytestmark = pytest.mark.asyncio
 
-# Below and above the count from which PostgreSQL appends are copied (and the 500-row chunks).
-SIZES = [1, 31, 32, 512, 600]
+# One entry, a batch's worth, a bulk call's, and beyond SQLite's 500-row chunks.
+SIZES = [1, 32, 512, 600]
 
 
 def entries(prefix: str, count: int) -> list[JournalEntry]:
@@ -88,7 +88,7 @@ async def test_an_id_journaled_twice_is_refused_and_nothing_of_the_second_append
     "table",
     [
         "partitions",  # the batch's lock, sent with its reads in one pipeline
-        "journal",  # the batch's entries, copied
+        "journal",  # the batch's writes, its entries and COMMIT, in one pipeline
     ],
 )
 async def test_a_connection_lost_mid_batch_answers_503_and_keeps_nothing(

@@ -36,7 +36,12 @@ from ringfence.domain.operations import (
     PartitionKey,
 )
 from ringfence.services.configuration import load_configuration
-from ringfence.services.ports import BatchReads, DuplicateOperation, UnitOfWorkFactory
+from ringfence.services.ports import (
+    BatchReads,
+    BatchWrites,
+    DuplicateOperation,
+    UnitOfWorkFactory,
+)
 
 __all__ = ["Applied", "Operation", "run_mutations", "success_body"]
 
@@ -205,11 +210,15 @@ async def _attempt(
             entries.append(entry)
             results.append(ItemResult(index, operation.id, applied.status, body))
         if entries:
-            await work.onhand.save(environment_id, ledger.measures.dirty())
-            await work.allocations.save(environment_id, ledger.allocations.dirty())
-            await work.reservations.save(environment_id, ledger.reservations.dirty())
-            await work.journal.append(environment_id, entries)
-            await work.commit()
+            await work.write_and_commit(
+                BatchWrites(
+                    environment_id=environment_id,
+                    measures=list(ledger.measures.dirty()),
+                    allocations=list(ledger.allocations.dirty()),
+                    reservations=list(ledger.reservations.dirty()),
+                    entries=entries,
+                )
+            )
         return results
 
 

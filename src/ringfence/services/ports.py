@@ -34,6 +34,7 @@ __all__ = [
     "AllocationRepository",
     "BatchReads",
     "BatchState",
+    "BatchWrites",
     "ConfigurationRepository",
     "ConfigurationStamp",
     "DuplicateOperation",
@@ -52,6 +53,7 @@ __all__ = [
     "UnitOfWork",
     "UnitOfWorkFactory",
     "lock_and_read_in_turn",
+    "write_and_commit_in_turn",
 ]
 
 
@@ -342,7 +344,33 @@ class UnitOfWork(Protocol):
         """
         ...
 
+    async def write_and_commit(self, writes: BatchWrites) -> None:
+        """Write a batch's changes and journal entries and commit, in as few round trips as
+        storage can (:func:`write_and_commit_in_turn` says what). :class:`DuplicateOperation`
+        if an entry's (kind, id) is already journaled: nothing is then kept."""
+        ...
+
     async def commit(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BatchWrites:
+    """What a batch of mutations changed, and its journal entries."""
+
+    environment_id: str
+    measures: list[tuple[MeasureKey, MeasureState]]
+    allocations: list[tuple[AllocationKey, AllocationState]]
+    reservations: list[Reservation]
+    entries: list[JournalEntry]
+
+
+async def write_and_commit_in_turn(work: UnitOfWork, writes: BatchWrites) -> None:
+    """:meth:`UnitOfWork.write_and_commit` one statement after the other."""
+    await work.onhand.save(writes.environment_id, writes.measures)
+    await work.allocations.save(writes.environment_id, writes.allocations)
+    await work.reservations.save(writes.environment_id, writes.reservations)
+    await work.journal.append(writes.environment_id, writes.entries)
+    await work.commit()
 
 
 @dataclass(frozen=True)

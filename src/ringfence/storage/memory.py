@@ -32,6 +32,7 @@ from ringfence.domain.query import AggregateRow, OnHandSelection
 from ringfence.services.ports import (
     BatchReads,
     BatchState,
+    BatchWrites,
     ConfigurationStamp,
     DuplicateOperation,
     JournalFilter,
@@ -41,6 +42,7 @@ from ringfence.services.ports import (
     TokenRecord,
     UnitOfWork,
     lock_and_read_in_turn,
+    write_and_commit_in_turn,
 )
 
 __all__ = ["MemoryState", "MemoryUnitOfWork", "MemoryUnitOfWorkFactory"]
@@ -438,6 +440,9 @@ class MemoryUnitOfWork:
 
     async def lock_and_read(self, reads: BatchReads) -> BatchState:
         return await lock_and_read_in_turn(self, reads)
+
+    async def write_and_commit(self, writes: BatchWrites) -> None:
+        await write_and_commit_in_turn(self, writes)
 
     async def commit(self) -> None:
         self.committed = True

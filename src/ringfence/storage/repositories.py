@@ -17,6 +17,7 @@ import orjson
 import psycopg
 from psycopg.rows import namedtuple_row
 from sqlalchemy import (
+    JSON,
     BigInteger,
     ColumnElement,
     Select,
@@ -165,6 +166,78 @@ async def pipelined(connection: AsyncConnection, *reads: _Read[Any]) -> list[Any
         for sent in cursors:
             for cursor in sent:
                 await cursor.close()
+
+
+@dataclass(frozen=True)
+class _Write:
+    """Rows to write with one statement (an INSERT or an upsert, run once per row)."""
+
+    statement: Any
+    rows: list[dict[str, Any]]
+
+
+@functools.lru_cache(maxsize=64)
+def _driver_form(
+    statement: Any, keys: tuple[str, ...], dialect: Any
+) -> tuple[str, tuple[tuple[str, Callable[[Any], Any]], ...]]:
+    """The SQL of ``statement`` for rows of ``keys``, and the conversions some parameters need
+    for the driver (the columns' types: times checked to be in UTC; JSON written as text, by
+    :func:`ringfence.jsoncodec.dumps`, for the statement's cast)."""
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    conversions = []
+    for name, bind in compiled.binds.items():
+        if isinstance(bind.type, JSON):
+            conversions.append((name, _json_text))
+        elif (process := bind.type.bind_processor(dialect)) is not None:
+            conversions.append((name, process))
+    return compiled.string, tuple(conversions)
+
+
+def _json_text(value: object) -> str:
+    return dumps(value).decode()
+
+
+async def written(connection: AsyncConnection, *writes: _Write, commit: bool = False) -> None:
+    """Run ``writes`` in order, then commit if asked.
+
+    On PostgreSQL all of it is one round trip (pipeline mode, COMMIT included), answered once
+    the server committed; SQLAlchemy's own commit then finds the transaction ended. Elsewhere,
+    statement after statement. A duplicate key raises ``IntegrityError``, a lost database as
+    SQLAlchemy raises it (so that it answers 503).
+    """
+    pending = [write for write in writes if write.rows]
+    if connection.dialect.name != "postgresql":
+        for write in pending:
+            for chunk in _chunks(write.rows):
+                await connection.execute(write.statement, list(chunk))
+        if commit:
+            await connection.commit()
+        return
+    raw = await connection.get_raw_connection()
+    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    cursors: list[psycopg.AsyncCursor[Any]] = []
+    try:
+        async with driver.pipeline():
+            for write in pending:
+                keys = tuple(write.rows[0])
+                sql, conversions = _driver_form(write.statement, keys, connection.dialect)
+                for row in write.rows:  # rows are the write's own: converted in place
+                    for name, convert in conversions:
+                        row[name] = convert(row[name])
+                cursor = driver.cursor()
+                cursors.append(cursor)
+                await cursor.executemany(sql, write.rows)
+            if commit:
+                await driver.commit()
+    except psycopg.Error as error:
+        raise DBAPIError.instance(
+            "pipeline", None, error, psycopg.Error, connection_invalidated=driver.broken
+        ) from error
+    finally:
+        for cursor in cursors:
+            await cursor.close()
+    if commit:
+        await connection.commit()
 
 
 class _Repository:
@@ -628,6 +701,11 @@ class SqlOnHandRepository(_Repository):
     async def save(
         self, environment_id: str, states: Iterable[tuple[MeasureKey, MeasureState]]
     ) -> None:
+        await written(self._connection, self.save_write(environment_id, states))
+
+    def save_write(
+        self, environment_id: str, states: Iterable[tuple[MeasureKey, MeasureState]]
+    ) -> _Write:
         rows = [
             {
                 "environment_id": environment_id,
@@ -642,11 +720,9 @@ class SqlOnHandRepository(_Repository):
             }
             for key, state in states
         ]
-        if not rows:
-            return
-        statement = _upsert(self._connection.dialect.name, onhand_measures, ("quantity", "set_at"))
-        for chunk in _chunks(rows):
-            await self._connection.execute(statement, list(chunk))
+        return _Write(
+            _upsert(self._connection.dialect.name, onhand_measures, ("quantity", "set_at")), rows
+        )
 
     async def aggregate(
         self, environment_id: str, selection: OnHandSelection
@@ -806,6 +882,9 @@ class SqlReservationRepository(_Repository):
         return found
 
     async def save(self, environment_id: str, changed: Iterable[Reservation]) -> None:
+        await written(self._connection, self.save_write(environment_id, changed))
+
+    def save_write(self, environment_id: str, changed: Iterable[Reservation]) -> _Write:
         rows = [
             {
                 "environment_id": environment_id,
@@ -825,11 +904,9 @@ class SqlReservationRepository(_Repository):
             }
             for r in changed
         ]
-        if not rows:
-            return
-        statement = _upsert(self._connection.dialect.name, reservations, ("offset_quantity",))
-        for chunk in _chunks(rows):
-            await self._connection.execute(statement, list(chunk))
+        return _Write(
+            _upsert(self._connection.dialect.name, reservations, ("offset_quantity",)), rows
+        )
 
     async def list_reservations(
         self, environment_id: str, reservation_filter: ReservationFilter
@@ -922,6 +999,11 @@ class SqlAllocationRepository(_Repository):
     async def save(
         self, environment_id: str, states: Iterable[tuple[AllocationKey, AllocationState]]
     ) -> None:
+        await written(self._connection, self.save_write(environment_id, states))
+
+    def save_write(
+        self, environment_id: str, states: Iterable[tuple[AllocationKey, AllocationState]]
+    ) -> _Write:
         rows = [
             {
                 "environment_id": environment_id,
@@ -937,15 +1019,12 @@ class SqlAllocationRepository(_Repository):
             }
             for key, state in states
         ]
-        if not rows:
-            return
         statement = _upsert(
             self._connection.dialect.name,
             allocations,
             ("allocated", "cumulative_allocated", "consumed", "cumulative_consumed"),
         )
-        for chunk in _chunks(rows):
-            await self._connection.execute(statement, list(chunk))
+        return _Write(statement, rows)
 
     async def at(
         self, environment_id: str, partition: PartitionKey, dimensions: Dimensions
@@ -1057,14 +1136,8 @@ def _entry(row: Any) -> JournalEntry:
     )
 
 
-_JOURNAL_COPY = (
-    "COPY journal (environment_id, organization_id, product_id, kind, operation_id,"
-    " fingerprint, request, effects, result, actor, recorded_at) FROM STDIN"
-)
-
-
-def _json_text(value: object) -> str:
-    return dumps(value).decode()
+_JOURNAL_INSERT = journal.insert().inline()
+"""Built once; ``inline``: the sequence is not returned (it would be, row by row)."""
 
 
 class SqlJournalRepository(_Repository):
@@ -1086,9 +1159,13 @@ class SqlJournalRepository(_Repository):
         )
 
     async def append(self, environment_id: str, entries: Sequence[JournalEntry]) -> None:
-        if self._connection.dialect.name == "postgresql":
-            await self._copy(environment_id, entries)
-            return
+        try:
+            await written(self._connection, self.append_write(environment_id, entries))
+        except IntegrityError as error:
+            raise DuplicateOperation(str(error.orig)) from error
+
+    def append_write(self, environment_id: str, entries: Sequence[JournalEntry]) -> _Write:
+        """The entries' rows; a duplicate (kind, id) fails it with an ``IntegrityError``."""
         rows = [
             {
                 "environment_id": environment_id,
@@ -1105,46 +1182,7 @@ class SqlJournalRepository(_Repository):
             }
             for entry in entries
         ]
-        try:
-            for chunk in _chunks(rows):
-                await self._connection.execute(journal.insert(), list(chunk))
-        except IntegrityError as error:
-            raise DuplicateOperation(str(error.orig)) from error
-
-    async def _copy(self, environment_id: str, entries: Sequence[JournalEntry]) -> None:
-        """COPY the entries in one stream (PostgreSQL): 512 entries in a fifth of the time of
-        as many pipelined INSERTs, whose parameters SQLAlchemy and the driver convert row by
-        row, and one entry in two thirds (docs/performance.md).
-
-        The driver's errors are raised as SQLAlchemy raises those of its statements, so that
-        a lost database still answers 503 (:mod:`ringfence.storage.unit_of_work`).
-        """
-        raw = await self._connection.get_raw_connection()
-        driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
-        try:
-            async with driver.cursor() as cursor, cursor.copy(_JOURNAL_COPY) as copy:
-                for entry in entries:
-                    await copy.write_row(
-                        (
-                            environment_id,
-                            entry.partition.organization_id,
-                            entry.partition.product_id,
-                            entry.kind.value,
-                            entry.operation_id,
-                            entry.fingerprint,
-                            _json_text(entry.request),
-                            _json_text(list(entry.effects)),
-                            _json_text(entry.result),
-                            entry.actor,
-                            entry.recorded_at,
-                        )
-                    )
-        except psycopg.errors.UniqueViolation as error:
-            raise DuplicateOperation(str(error)) from error
-        except psycopg.Error as error:
-            raise DBAPIError.instance(
-                _JOURNAL_COPY, None, error, psycopg.Error, connection_invalidated=driver.broken
-            ) from error
+        return _Write(_JOURNAL_INSERT, rows)
 
     async def list_entries(
         self, environment_id: str, journal_filter: JournalFilter

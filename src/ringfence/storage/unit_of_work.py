@@ -5,12 +5,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ringfence.domain.errors import Unavailable
-from ringfence.services.ports import BatchReads, BatchState, UnitOfWork, lock_and_read_in_turn
+from ringfence.services.ports import (
+    BatchReads,
+    BatchState,
+    BatchWrites,
+    DuplicateOperation,
+    UnitOfWork,
+    lock_and_read_in_turn,
+)
 from ringfence.storage.engine import Database
 from ringfence.storage.repositories import (
     SqlAllocationRepository,
@@ -23,6 +30,7 @@ from ringfence.storage.repositories import (
     SqlSessionRepository,
     SqlTokenRepository,
     pipelined,
+    written,
 )
 
 __all__ = ["SqlUnitOfWork", "SqlUnitOfWorkFactory"]
@@ -88,6 +96,21 @@ class SqlUnitOfWork:
             allocations=allocated if needs.allocations else None,
             reservations=reserved,
         )
+
+    async def write_and_commit(self, writes: BatchWrites) -> None:
+        """On PostgreSQL, one round trip: the upserts, the journal's rows and COMMIT."""
+        environment = writes.environment_id
+        try:
+            await written(
+                self._connection,
+                self.onhand.save_write(environment, writes.measures),
+                self.allocations.save_write(environment, writes.allocations),
+                self.reservations.save_write(environment, writes.reservations),
+                self.journal.append_write(environment, writes.entries),
+                commit=True,
+            )
+        except IntegrityError as error:  # the journal's (kind, id): the only key not upserted
+            raise DuplicateOperation(str(error.orig)) from error
 
     async def commit(self) -> None:
         await self._connection.commit()
