@@ -43,6 +43,12 @@ def entries(prefix: str, count: int) -> list[JournalEntry]:
     ]
 
 
+async def append(uow: UnitOfWorkFactory, environment_id: str, written: list[JournalEntry]) -> None:
+    async with uow() as work:
+        await work.journal.append(environment_id, written)
+        await work.commit()
+
+
 async def read_back(uow: UnitOfWorkFactory, environment_id: str) -> list[JournalEntry]:
     async with uow(read_only=True) as work:
         return await work.journal.list_entries(environment_id, JournalFilter(limit=1000))
@@ -53,9 +59,7 @@ async def test_appended_entries_read_back_exactly_in_order(
     uow: UnitOfWorkFactory, environment_id: str, count: int
 ) -> None:
     written = entries("kept", count)
-    async with uow() as work:
-        await work.journal.append(environment_id, written)
-        await work.commit()
+    await append(uow, environment_id, written)
 
     read = await read_back(uow, environment_id)
 
@@ -70,9 +74,7 @@ async def test_an_id_journaled_twice_is_refused_and_nothing_of_the_second_append
     uow: UnitOfWorkFactory, environment_id: str, count: int
 ) -> None:
     first = entries("twice", count)
-    async with uow() as work:
-        await work.journal.append(environment_id, first)
-        await work.commit()
+    await append(uow, environment_id, first)
     # Fresh ids around one already journaled (under another partition: no lock would meet).
     second = [*entries("fresh", count), first[-1]]
 

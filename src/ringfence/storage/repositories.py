@@ -7,7 +7,8 @@ of a unit of work, and speak both SQLite and PostgreSQL.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -133,39 +134,50 @@ def _compiled(statement: Any, dialect: Any) -> Any:
     return statement.compile(dialect=dialect)
 
 
-async def pipelined(connection: AsyncConnection, *reads: _Read[Any]) -> list[Any]:
-    """Run ``reads`` in one round trip (PostgreSQL pipeline mode), in order; their answers.
-
-    The statements are SQLAlchemy's, compiled once per shape; the driver parses their rows with
-    the engine's own adapters (JSON as :func:`ringfence.jsoncodec.loads` does). Its errors are
-    raised as SQLAlchemy raises those of its statements, so that a lost database answers 503.
-    """
+@asynccontextmanager
+async def _driver(
+    connection: AsyncConnection,
+) -> AsyncIterator[tuple[psycopg.AsyncConnection[Any], list[psycopg.AsyncCursor[Any]]]]:
+    """The connection's driver, and a list for the cursors opened on it (closed on the way out).
+    The driver's errors are raised as SQLAlchemy raises those of its statements, so that a lost
+    database answers 503 and a duplicate key is an ``IntegrityError``."""
     raw = await connection.get_raw_connection()
     driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
-    cursors: list[list[psycopg.AsyncCursor[Any]]] = []
+    cursors: list[psycopg.AsyncCursor[Any]] = []
     try:
-        async with driver.pipeline():
-            for read in reads:
-                sent = []
-                for statement, parameters in read.statements:
-                    compiled = _compiled(statement, connection.dialect)
-                    cursor = driver.cursor(row_factory=namedtuple_row)
-                    await cursor.execute(compiled.string, compiled.construct_params(parameters))
-                    sent.append(cursor)
-                cursors.append(sent)
-        answers = []
-        for read, sent in zip(reads, cursors, strict=True):
-            rows = [await c.fetchall() if c.description is not None else [] for c in sent]
-            answers.append(read.convert(rows))
-        return answers
+        yield driver, cursors
     except psycopg.Error as error:
         raise DBAPIError.instance(
             "pipeline", None, error, psycopg.Error, connection_invalidated=driver.broken
         ) from error
     finally:
-        for sent in cursors:
-            for cursor in sent:
-                await cursor.close()
+        for cursor in cursors:
+            await cursor.close()
+
+
+async def pipelined(connection: AsyncConnection, *reads: _Read[Any]) -> list[Any]:
+    """Run ``reads`` in one round trip (PostgreSQL pipeline mode), in order; their answers.
+
+    The statements are SQLAlchemy's, compiled once per shape; the driver parses their rows with
+    the engine's own adapters (JSON as :func:`ringfence.jsoncodec.loads` does).
+    """
+    async with _driver(connection) as (driver, cursors):
+        sent: list[list[psycopg.AsyncCursor[Any]]] = []
+        async with driver.pipeline():  # leaving it sends everything and waits for every answer
+            for read in reads:
+                mine = []
+                for statement, parameters in read.statements:
+                    compiled = _compiled(statement, connection.dialect)
+                    cursor = driver.cursor(row_factory=namedtuple_row)
+                    cursors.append(cursor)
+                    await cursor.execute(compiled.string, compiled.construct_params(parameters))
+                    mine.append(cursor)
+                sent.append(mine)
+        answers = []
+        for read, mine in zip(reads, sent, strict=True):
+            rows = [await c.fetchall() if c.description is not None else [] for c in mine]
+            answers.append(read.convert(rows))
+    return answers
 
 
 @dataclass(frozen=True)
@@ -202,8 +214,7 @@ async def written(connection: AsyncConnection, *writes: _Write, commit: bool = F
 
     On PostgreSQL all of it is one round trip (pipeline mode, COMMIT included), answered once
     the server committed; SQLAlchemy's own commit then finds the transaction ended. Elsewhere,
-    statement after statement. A duplicate key raises ``IntegrityError``, a lost database as
-    SQLAlchemy raises it (so that it answers 503).
+    statement after statement.
     """
     pending = [write for write in writes if write.rows]
     if connection.dialect.name != "postgresql":
@@ -213,29 +224,18 @@ async def written(connection: AsyncConnection, *writes: _Write, commit: bool = F
         if commit:
             await connection.commit()
         return
-    raw = await connection.get_raw_connection()
-    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
-    cursors: list[psycopg.AsyncCursor[Any]] = []
-    try:
-        async with driver.pipeline():
-            for write in pending:
-                keys = tuple(write.rows[0])
-                sql, conversions = _driver_form(write.statement, keys, connection.dialect)
-                for row in write.rows:  # rows are the write's own: converted in place
-                    for name, convert in conversions:
-                        row[name] = convert(row[name])
-                cursor = driver.cursor()
-                cursors.append(cursor)
-                await cursor.executemany(sql, write.rows)
-            if commit:
-                await driver.commit()
-    except psycopg.Error as error:
-        raise DBAPIError.instance(
-            "pipeline", None, error, psycopg.Error, connection_invalidated=driver.broken
-        ) from error
-    finally:
-        for cursor in cursors:
-            await cursor.close()
+    async with _driver(connection) as (driver, cursors), driver.pipeline():
+        for write in pending:
+            keys = tuple(write.rows[0])
+            sql, conversions = _driver_form(write.statement, keys, connection.dialect)
+            for row in write.rows:  # rows are the write's own: converted in place
+                for name, convert in conversions:
+                    row[name] = convert(row[name])
+            cursor = driver.cursor()
+            cursors.append(cursor)
+            await cursor.executemany(sql, write.rows)
+        if commit:
+            await driver.commit()
     if commit:
         await connection.commit()
 
