@@ -60,8 +60,9 @@ __all__ = [
 class DuplicateOperation(Exception):
     """A concurrent transaction journaled an operation with the same id first.
 
-    Raised by :meth:`JournalRepository.append`; the service retries its whole unit of work, which
-    then finds that operation and replays it or refuses the id's reuse.
+    Raised by :meth:`JournalRepository.append` and :meth:`UnitOfWork.write_and_commit`; the
+    service retries its whole unit of work, which then finds that operation and replays it or
+    refuses the id's reuse.
     """
 
 
