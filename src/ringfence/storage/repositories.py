@@ -371,6 +371,29 @@ def _partition_lock(dialect: str) -> Any:
 
 
 @functools.cache
+def _level_sums(below: tuple[str, ...], anchor: tuple[str, ...]) -> Select[Any]:
+    """Sums of a product's measures at an anchor (values ``a0``, ``a1``.. of the ``anchor``
+    dimensions), grouped by the dimensions ``below`` it: built once per shape (a batch of
+    consumes reads one per product)."""
+    dimensions = onhand_measures.c.dimensions
+    groups = [dimensions[name].as_string().label(f"g{i}") for i, name in enumerate(below)]
+    keys = (*groups, onhand_measures.c.data_source, onhand_measures.c.measure)
+    return (
+        select(*keys, func.sum(onhand_measures.c.quantity).label("total"))
+        .where(
+            onhand_measures.c.environment_id == bindparam("environment_id"),
+            onhand_measures.c.organization_id == bindparam("organization_id"),
+            onhand_measures.c.product_id == bindparam("product_id"),
+            *(
+                dimensions[name].as_string() == bindparam(f"a{n}", type_=Text)
+                for n, name in enumerate(anchor)
+            ),
+        )
+        .group_by(*keys)
+    )
+
+
+@functools.cache
 def _upsert(dialect: str, table: Table, updated: tuple[str, ...]) -> Any:
     """INSERT .. ON CONFLICT (primary key) DO UPDATE SET ``updated`` columns, built once."""
     statement = _insert(dialect, table)
@@ -777,24 +800,17 @@ class SqlOnHandRepository(_Repository):
     def level_sums_read(
         self, environment_id: str, scopes: Iterable[LevelScope], below: Sequence[str]
     ) -> _Read[dict[LevelScope, dict[Group, dict[MeasureRef, Decimal]]]]:
-        dimensions = onhand_measures.c.dimensions
-        groups = [dimensions[name].as_string().label(f"g{i}") for i, name in enumerate(below)]
-        keys = (*groups, onhand_measures.c.data_source, onhand_measures.c.measure)
+        groups = len(below)
         ordered = sorted(scopes)
         statements: tuple[tuple[Any, Any], ...] = tuple(
             (
-                select(*keys, func.sum(onhand_measures.c.quantity).label("total"))
-                .where(
-                    onhand_measures.c.environment_id == environment_id,
-                    onhand_measures.c.organization_id == scope.partition.organization_id,
-                    onhand_measures.c.product_id == scope.partition.product_id,
-                    *(
-                        dimensions[name].as_string() == value
-                        for name, value in scope.anchor.items()
-                    ),
-                )
-                .group_by(*keys),
-                {},
+                _level_sums(tuple(below), tuple(name for name, _ in scope.anchor.items())),
+                {
+                    "environment_id": environment_id,
+                    "organization_id": scope.partition.organization_id,
+                    "product_id": scope.partition.product_id,
+                    **{f"a{n}": value for n, (_, value) in enumerate(scope.anchor.items())},
+                },
             )
             for scope in ordered
         )
@@ -806,7 +822,7 @@ class SqlOnHandRepository(_Repository):
             for scope, rows in zip(ordered, results, strict=True):
                 sums: dict[Group, dict[MeasureRef, Decimal]] = {}
                 for row in rows:
-                    group = tuple(row[: len(groups)])
+                    group = tuple(row[:groups])
                     ref = MeasureRef(row.data_source, row.measure)
                     sums.setdefault(group, {})[ref] = from_units(int(row.total))
                 found[scope] = sums
