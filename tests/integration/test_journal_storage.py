@@ -11,8 +11,16 @@ import psycopg
 import pytest
 from sqlalchemy import make_url
 
+from ringfence.domain.configuration import MeasureRef
+from ringfence.domain.dimensions import Dimensions
+from ringfence.domain.measures import MeasureKey, MeasureState
 from ringfence.domain.operations import JournalEntry, OperationKind, PartitionKey
-from ringfence.services.ports import DuplicateOperation, JournalFilter, UnitOfWorkFactory
+from ringfence.services.ports import (
+    BatchWrites,
+    DuplicateOperation,
+    JournalFilter,
+    UnitOfWorkFactory,
+)
 from tests.integration.support import Api, assert_problem, event
 
 pytestmark = pytest.mark.asyncio
@@ -123,3 +131,30 @@ async def test_a_connection_lost_mid_batch_answers_503_and_keeps_nothing(
     retried = await api.post("/onhand/bulk", bulk)
     assert retried.status_code == 200, retried.text
     assert await api.measure("pos.inbound") == 3
+
+
+async def test_a_batch_whose_journal_id_is_taken_keeps_none_of_its_writes(
+    uow: UnitOfWorkFactory, environment_id: str
+) -> None:
+    taken = entries("taken", 1)
+    await append(uow, environment_id, taken)
+    key = MeasureKey(
+        PartitionKey("usmf", "P-9"),
+        Dimensions([("siteId", "1"), ("locationId", "11")]),
+        MeasureRef("pos", "inbound"),
+    )
+    batch = BatchWrites(
+        environment_id=environment_id,
+        measures=[(key, MeasureState(Decimal(5)))],
+        allocations=[],
+        reservations=[],
+        entries=[*entries("new", 3), taken[0]],
+    )
+
+    async with uow() as work:
+        with pytest.raises(DuplicateOperation):
+            await work.write_and_commit(batch)
+
+    async with uow(read_only=True) as work:
+        assert await work.onhand.load(environment_id, [key]) == {}
+    assert await read_back(uow, environment_id) == taken
