@@ -15,6 +15,7 @@ from ringfence.domain.configuration import MeasureRef
 from ringfence.domain.dimensions import Dimensions
 from ringfence.domain.measures import MeasureKey, MeasureState
 from ringfence.domain.operations import JournalEntry, OperationKind, PartitionKey
+from ringfence.domain.quantity import MAX_QUANTITY
 from ringfence.services.ports import (
     BatchWrites,
     DuplicateOperation,
@@ -158,3 +159,35 @@ async def test_a_batch_whose_journal_id_is_taken_keeps_none_of_its_writes(
     async with uow(read_only=True) as work:
         assert await work.onhand.load(environment_id, [key]) == {}
     assert await read_back(uow, environment_id) == taken
+
+
+@pytest.mark.parametrize("count", SIZES)
+async def test_measures_upserted_together_read_back_exactly(
+    uow: UnitOfWorkFactory, environment_id: str, count: int
+) -> None:
+    """One statement writes a whole batch's measures on PostgreSQL: each row keeps its own
+    values (the largest quantity, a time to the microsecond, none), and a second write of the
+    same keys updates them in place."""
+    counted = datetime(2026, 12, 2, 10, 30, 0, 654321, tzinfo=UTC)
+    keys = [
+        MeasureKey(
+            PartitionKey("usmf", f"P-{index % 13}"),
+            Dimensions({"siteId": "1", "locationId": str(index)}.items()),
+            MeasureRef("pos", "inbound"),
+        )
+        for index in range(count)
+    ]
+    first = {
+        key: MeasureState(
+            MAX_QUANTITY if index % 2 else -MAX_QUANTITY, counted if index % 3 else None
+        )
+        for index, key in enumerate(keys)
+    }
+    second = {key: MeasureState(Decimal("0.000001") * index) for index, key in enumerate(keys)}
+    for states in (first, second):
+        async with uow() as work:
+            await work.onhand.save(environment_id, states.items())
+            await work.commit()
+
+        async with uow(read_only=True) as work:
+            assert await work.onhand.load(environment_id, keys) == states

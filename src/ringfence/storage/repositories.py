@@ -182,58 +182,85 @@ async def pipelined(connection: AsyncConnection, *reads: _Read[Any]) -> list[Any
 
 @dataclass(frozen=True)
 class _Write:
-    """Rows to write with one statement (an INSERT or an upsert, run once per row)."""
+    """Rows to write to ``table``: inserted, or upserted on its primary key when ``updated``
+    names the columns a conflict updates."""
 
-    statement: Any
+    table: Table
     rows: list[dict[str, Any]]
+    updated: tuple[str, ...] | None = None
+
+    def statement(self, dialect: str) -> Any:
+        """The statement run once per row (where there is no set-based form)."""
+        if self.updated is None:
+            return _plain_insert(self.table)
+        return _upsert(dialect, self.table, self.updated)
+
+
+@functools.cache
+def _plain_insert(table: Table) -> Any:
+    """``inline``: a generated key is not returned (it would be, row by row)."""
+    return table.insert().inline()
 
 
 @functools.lru_cache(maxsize=64)
-def _driver_form(
-    statement: Any, keys: tuple[str, ...], dialect: Any
+def _set_write(
+    table: Table, keys: tuple[str, ...], updated: tuple[str, ...] | None, dialect: Any
 ) -> tuple[str, tuple[tuple[str, Callable[[Any], Any]], ...]]:
-    """The SQL of ``statement`` for rows of ``keys``, and the conversions some parameters need
-    for the driver (the columns' types: times checked to be in UTC; JSON written as text, by
-    :func:`ringfence.jsoncodec.dumps`, for the statement's cast)."""
-    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-    conversions = []
-    for name, bind in compiled.binds.items():
-        if isinstance(bind.type, JSON):
-            conversions.append((name, _json_text))
-        elif (process := bind.type.bind_processor(dialect)) is not None:
-            conversions.append((name, process))
-    return compiled.string, tuple(conversions)
+    """One statement writing every row of a :class:`_Write` (PostgreSQL), and the conversions
+    some values need first (the columns' bind processing: times checked to be in UTC).
 
-
-def _json_text(value: object) -> str:
-    return dumps(value).decode()
+    The rows travel as one JSON array of objects (``rows``), which ``json_populate_recordset``
+    turns into rows of the table's own type, in order: the driver no longer takes a round of
+    its own per row (a batch of 64 consumes wrote 64 journal rows; a bulk request, thousands
+    of measures). JSON columns keep their value's text as written.
+    """
+    rows = func.json_populate_recordset(
+        literal_column(f"NULL::{table.name}"),
+        cast(bindparam("rows", type_=Text), postgresql.JSON),
+    )
+    given = rows.table_valued(*table.columns.keys(), with_ordinality="ordinality").alias("given")
+    source = select(*(given.c[name] for name in keys)).order_by(given.c.ordinality)
+    statement = postgresql.insert(table).from_select(list(keys), source)
+    if updated is not None:
+        statement = statement.on_conflict_do_update(
+            index_elements=[column.name for column in table.primary_key.columns],
+            set_={name: getattr(statement.excluded, name) for name in updated},
+        )
+    conversions = tuple(
+        (name, process)
+        for name in keys
+        if not isinstance(table.c[name].type, JSON)
+        and (process := table.c[name].type.bind_processor(dialect)) is not None
+    )
+    return str(statement.compile(dialect=dialect)), conversions
 
 
 async def written(connection: AsyncConnection, *writes: _Write, commit: bool = False) -> None:
     """Run ``writes`` in order, then commit if asked.
 
-    On PostgreSQL all of it is one round trip (pipeline mode, COMMIT included), answered once
-    the server committed; SQLAlchemy's own commit then finds the transaction ended. Elsewhere,
-    statement after statement.
+    On PostgreSQL all of it is one round trip (pipeline mode, COMMIT included) of one statement
+    per write (:func:`_set_write`), answered once the server committed; SQLAlchemy's own commit
+    then finds the transaction ended. Elsewhere, statement after statement.
     """
     pending = [write for write in writes if write.rows]
-    if connection.dialect.name != "postgresql":
+    dialect = connection.dialect
+    if dialect.name != "postgresql":
         for write in pending:
             for chunk in _chunks(write.rows):
-                await connection.execute(write.statement, list(chunk))
+                await connection.execute(write.statement(dialect.name), list(chunk))
         if commit:
             await connection.commit()
         return
     async with _driver(connection) as (driver, cursors), driver.pipeline():
         for write in pending:
             keys = tuple(write.rows[0])
-            sql, conversions = _driver_form(write.statement, keys, connection.dialect)
+            sql, conversions = _set_write(write.table, keys, write.updated, dialect)
             for row in write.rows:  # rows are the write's own: converted in place
                 for name, convert in conversions:
                     row[name] = convert(row[name])
             cursor = driver.cursor()
             cursors.append(cursor)
-            await cursor.executemany(sql, write.rows)
+            await cursor.execute(sql, {"rows": dumps(write.rows).decode()})
         if commit:
             await driver.commit()
     if commit:
@@ -743,9 +770,7 @@ class SqlOnHandRepository(_Repository):
             }
             for key, state in states
         ]
-        return _Write(
-            _upsert(self._connection.dialect.name, onhand_measures, ("quantity", "set_at")), rows
-        )
+        return _Write(onhand_measures, rows, updated=("quantity", "set_at"))
 
     async def aggregate(
         self, environment_id: str, selection: OnHandSelection
@@ -920,9 +945,7 @@ class SqlReservationRepository(_Repository):
             }
             for r in changed
         ]
-        return _Write(
-            _upsert(self._connection.dialect.name, reservations, ("offset_quantity",)), rows
-        )
+        return _Write(reservations, rows, updated=("offset_quantity",))
 
     async def list_reservations(
         self, environment_id: str, reservation_filter: ReservationFilter
@@ -1035,12 +1058,8 @@ class SqlAllocationRepository(_Repository):
             }
             for key, state in states
         ]
-        statement = _upsert(
-            self._connection.dialect.name,
-            allocations,
-            ("allocated", "cumulative_allocated", "consumed", "cumulative_consumed"),
-        )
-        return _Write(statement, rows)
+        updated = ("allocated", "cumulative_allocated", "consumed", "cumulative_consumed")
+        return _Write(allocations, rows, updated=updated)
 
     async def at(
         self, environment_id: str, partition: PartitionKey, dimensions: Dimensions
@@ -1152,10 +1171,6 @@ def _entry(row: Any) -> JournalEntry:
     )
 
 
-_JOURNAL_INSERT = journal.insert().inline()
-"""Built once; ``inline``: the sequence is not returned (it would be, row by row)."""
-
-
 class SqlJournalRepository(_Repository):
     async def find(
         self, environment_id: str, kind: OperationKind, operation_ids: Iterable[str]
@@ -1198,7 +1213,7 @@ class SqlJournalRepository(_Repository):
             }
             for entry in entries
         ]
-        return _Write(_JOURNAL_INSERT, rows)
+        return _Write(journal, rows)
 
     async def list_entries(
         self, environment_id: str, journal_filter: JournalFilter
