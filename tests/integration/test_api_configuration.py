@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from ringfence.services.ports import StoredConfiguration, UnitOfWorkFactory
 from tests.conftest import TokenFactory
 from tests.integration.support import Api, Json, assert_problem, event, locations
 
@@ -360,3 +362,60 @@ async def test_removing_a_data_source_that_holds_quantities_is_blocked(
     assert locations(problem) == ["dataSources.fno.measures"]
     assert "fno.ordered" in problem["detail"]
     assert (await admin.get("/configuration")).headers["ETag"] == '"1"'
+
+
+async def _applied_elsewhere(uow: UnitOfWorkFactory, environment_id: str, document: Json) -> None:
+    """Store a new version as another server process would: this process's services never
+    see it being applied (each process remembers the version it last loaded)."""
+    async with uow() as work:
+        version = await work.configurations.lock_current_version(environment_id)
+        assert version is not None
+        await work.configurations.add(
+            StoredConfiguration(
+                environment_id, version + 1, document, datetime.now(UTC), "another-process"
+            )
+        )
+        await work.commit()
+
+
+async def test_a_change_applied_by_another_process_holds_for_the_next_batch(
+    api: Api, uow: UnitOfWorkFactory, environment_id: str
+) -> None:
+    assert (await api.post("/onhand", event("before", {"pos": {"inbound": 1}}))).status_code == 200
+    await _applied_elsewhere(uow, environment_id, _with(_add_damaged))
+
+    # A batch with an operation valid under both versions: its locks' read finds the new one.
+    response = await api.post(
+        "/onhand/bulk",
+        [event("kept", {"pos": {"inbound": 2}}), event("new", {"pos": {"damaged": 3}})],
+    )
+
+    assert response.status_code == 200, response.text
+    assert [item["index"] for item in response.json()["success"]] == [0, 1]
+    assert await api.measure("pos.damaged") == 3
+
+
+async def test_a_call_refused_only_by_the_old_configuration_is_accepted_after_a_change(
+    api: Api, uow: UnitOfWorkFactory, environment_id: str
+) -> None:
+    refused = await api.post("/onhand", event("early", {"pos": {"damaged": 1}}))
+    assert refused.status_code == 422, refused.text
+    await _applied_elsewhere(uow, environment_id, _with(_add_damaged))
+
+    response = await api.post("/onhand", event("late", {"pos": {"damaged": 1}}))
+
+    assert response.status_code == 200, response.text
+    assert await api.measure("pos.damaged") == 1
+
+
+async def test_a_call_to_an_environment_deleted_by_another_process_is_not_found(
+    api: Api, uow: UnitOfWorkFactory, environment_id: str
+) -> None:
+    assert (await api.post("/onhand", event("before", {"pos": {"inbound": 1}}))).status_code == 200
+    async with uow() as work:
+        await work.environments.delete(environment_id)
+        await work.commit()
+
+    response = await api.post("/onhand", event("after", {"pos": {"inbound": 1}}))
+
+    assert response.status_code in (401, 404), response.text

@@ -16,7 +16,12 @@ from ringfence.domain.configuration import (
     parse_configuration,
 )
 from ringfence.domain.errors import Conflict, FieldIssue, Invalid, NotFound
-from ringfence.services.ports import StoredConfiguration, UnitOfWork, UnitOfWorkFactory
+from ringfence.services.ports import (
+    ConfigurationStamp,
+    StoredConfiguration,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 
 __all__ = [
     "ConfigurationVersion",
@@ -24,7 +29,10 @@ __all__ = [
     "check_environment_id",
     "configuration_history",
     "ensure_environment",
+    "forget",
     "get_configuration",
+    "is_current",
+    "last_loaded",
     "load_configuration",
     "validate_configuration",
 ]
@@ -34,6 +42,8 @@ _CACHE_SIZE = 256
 _parsed: OrderedDict[tuple[str, int, datetime], Configuration] = OrderedDict()
 """Parsed configurations by (environment, version, creation time): an environment deleted and
 created again (as the demo does) has versions of the same numbers but other times."""
+_latest: OrderedDict[str, ConfigurationVersion] = OrderedDict()
+"""The version each environment had when this process last loaded it (see :func:`last_loaded`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +93,46 @@ async def load_configuration(work: UnitOfWork, environment_id: str) -> Configura
     cached = _parsed.get(key)
     if cached is not None:
         _parsed.move_to_end(key)
-        return ConfigurationVersion(
+        loaded = ConfigurationVersion(
             stamp.environment_id, stamp.version, cached, stamp.created_at, stamp.created_by
         )
-    stored = await work.configurations.current(environment_id)
-    if stored is None:
-        raise NotFound("environment-not-found", f"environment {environment_id!r} does not exist")
-    return _version(stored)
+    else:
+        stored = await work.configurations.current(environment_id)
+        if stored is None:
+            message = f"environment {environment_id!r} does not exist"
+            raise NotFound("environment-not-found", message)
+        loaded = _version(stored)
+    _latest[environment_id] = loaded
+    _latest.move_to_end(environment_id)
+    if len(_latest) > _CACHE_SIZE:
+        _latest.popitem(last=False)
+    return loaded
+
+
+def last_loaded(environment_id: str) -> ConfigurationVersion | None:
+    """The configuration :func:`load_configuration` last found for the environment in this
+    process, without reading anything; None if it has not, or if it was :func:`forget`-ten.
+
+    A batch of mutations assumes it and checks it under its locks
+    (:meth:`~ringfence.services.ports.UnitOfWork.lock_and_read` reads the stamp): a
+    configuration rarely changes, so the batch's first round trip already takes its locks.
+    """
+    return _latest.get(environment_id)
+
+
+def forget(environment_id: str) -> None:
+    """Stop assuming the environment's last loaded configuration (it changed)."""
+    _latest.pop(environment_id, None)
+
+
+def is_current(version: ConfigurationVersion, stamp: ConfigurationStamp | None) -> bool:
+    """Whether ``stamp`` (read from storage) names ``version``."""
+    return (
+        stamp is not None
+        and stamp.environment_id == version.environment_id
+        and stamp.version == version.version
+        and stamp.created_at == version.created_at
+    )
 
 
 async def ensure_environment(

@@ -35,7 +35,7 @@ from ringfence.domain.operations import (
     OperationKind,
     PartitionKey,
 )
-from ringfence.services.configuration import load_configuration
+from ringfence.services.configuration import forget, is_current, last_loaded, load_configuration
 from ringfence.services.ports import (
     BatchReads,
     BatchWrites,
@@ -46,6 +46,10 @@ from ringfence.services.ports import (
 __all__ = ["Applied", "Operation", "run_mutations", "success_body"]
 
 _ATTEMPTS = 3
+
+
+class _ConfigurationChanged(Exception):
+    """The configuration a batch assumed is no longer the environment's: decide it again."""
 
 
 class Operation(Protocol):
@@ -118,8 +122,13 @@ async def run_mutations(
         except DuplicateOperation:
             # A concurrent call journaled one of these ids first: decide again, now seeing it.
             continue
+        except _ConfigurationChanged:
+            forget(environment_id)  # the next attempt loads the new one
+            continue
     raise Unavailable(
-        "contention", "too many concurrent calls reused the same operation ids; retry"
+        "contention",
+        "too many concurrent calls reused the same operation ids or changed the configuration; "
+        "retry",
     )
 
 
@@ -134,7 +143,8 @@ async def _attempt(
     authorize: Callable[[Op], None] | None,
 ) -> list[ItemResult]:
     async with uow() as work:
-        configuration = (await load_configuration(work, environment_id)).configuration
+        assumed = last_loaded(environment_id) or await load_configuration(work, environment_id)
+        configuration = assumed.configuration
         prepared: list[Op | ItemResult] = []
         for index, request in enumerate(requests):
             try:
@@ -151,6 +161,10 @@ async def _attempt(
                 prepared.append(ItemResult.refused(index, _request_id(request), error))
         operations = [item for item in prepared if not isinstance(item, ItemResult)]
         if not operations:
+            # Refused by the configuration alone: the one they were checked against must
+            # still be the environment's (with operations, the locks' read tells).
+            if not is_current(assumed, await work.configurations.current_stamp(environment_id)):
+                raise _ConfigurationChanged
             return [item for item in prepared if isinstance(item, ItemResult)]
 
         needs = Needs()
@@ -168,6 +182,8 @@ async def _attempt(
                 ),
             )
         )
+        if not is_current(assumed, read.stamp):
+            raise _ConfigurationChanged
         known = read.known
         ledger = Ledger(
             configuration,

@@ -340,8 +340,9 @@ class UnitOfWork(Protocol):
     async def lock_and_read(self, reads: BatchReads) -> BatchState:
         """Lock a batch's partitions, then read what it needs (:class:`BatchReads`).
 
-        The reads run after the locks are taken, so they see every write committed before:
-        what :func:`lock_and_read_in_turn` does, in as few round trips as storage can.
+        The reads run after the locks are taken, so they see every write committed before,
+        the configuration's stamp among them: what :func:`lock_and_read_in_turn` does, in as
+        few round trips as storage can.
         """
         ...
 
@@ -400,12 +401,15 @@ class BatchState:
     levels: dict[LevelScope, dict[Group, dict[MeasureRef, Decimal]]] | None
     allocations: dict[AllocationKey, AllocationState] | None
     reservations: dict[str, Reservation]
+    stamp: ConfigurationStamp | None
+    """The environment's configuration as the locks found it (None: no such environment)."""
 
 
 async def lock_and_read_in_turn(work: UnitOfWork, reads: BatchReads) -> BatchState:
     """:meth:`UnitOfWork.lock_and_read` one statement after the other."""
     environment, needs = reads.environment_id, reads.needs
     await work.partitions.lock(environment, reads.partitions)
+    stamp = await work.configurations.current_stamp(environment)
     known = await work.journal.find(environment, reads.kind, reads.operation_ids)
     reservations = (
         await work.reservations.load(environment, needs.reservations) if needs.reservations else {}
@@ -427,6 +431,7 @@ async def lock_and_read_in_turn(work: UnitOfWork, reads: BatchReads) -> BatchSta
             else None
         ),
         reservations=reservations,
+        stamp=stamp,
     )
 
 

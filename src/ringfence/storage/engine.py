@@ -21,7 +21,14 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from ringfence.jsoncodec import dumps, loads
 
-__all__ = ["Database", "async_url", "open_database", "sync_url"]
+__all__ = [
+    "Database",
+    "async_url",
+    "defer_begin",
+    "open_database",
+    "sync_url",
+    "take_deferred_begin",
+]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -56,6 +63,8 @@ class Database:
     url: URL
     reader: AsyncEngine
     writer: AsyncEngine
+    deferred_begin: bool = False
+    """Whether writers send their own BEGIN (:func:`defer_begin`): PostgreSQL."""
 
     @property
     def dialect(self) -> str:
@@ -130,4 +139,31 @@ def open_database(url_text: str | URL, *, pool_size: int = 8) -> Database:
     # Reads need no transaction of their own: each statement sees committed data, and a
     # read-only unit of work costs its statements' round trips, not BEGIN and ROLLBACK too.
     reader = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return Database(url, reader=reader, writer=engine)
+    # Writers begin their transactions themselves, with their first statement (see
+    # defer_begin): the driver would send BEGIN on its own and wait for its answer, a round
+    # trip of its own even in pipeline mode.
+    writer = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _begin_first(connection: Any, cursor: Any, *_: Any) -> None:
+        if take_deferred_begin(connection.info):
+            cursor.execute("BEGIN")
+
+    return Database(url, reader=reader, writer=writer, deferred_begin=True)
+
+
+_DEFERRED_BEGIN = "ringfence.deferred_begin"
+
+
+def defer_begin(info: dict[Any, Any], deferred: bool = True) -> None:
+    """Mark a PostgreSQL writer's connection (its ``info``) as owing BEGIN: the next statement
+    sends it first (in the same pipeline when there is one). ``False`` clears the mark."""
+    if deferred:
+        info[_DEFERRED_BEGIN] = True
+    else:
+        info.pop(_DEFERRED_BEGIN, None)
+
+
+def take_deferred_begin(info: dict[Any, Any]) -> bool:
+    """Whether BEGIN is owed (and, if so, no longer: the caller sends it)."""
+    return info.pop(_DEFERRED_BEGIN, False) is True

@@ -65,6 +65,7 @@ from ringfence.services.ports import (
     StoredConfiguration,
     TokenRecord,
 )
+from ringfence.storage.engine import take_deferred_begin
 from ringfence.storage.tables import (
     allocations,
     configurations,
@@ -155,6 +156,19 @@ async def _driver(
             await cursor.close()
 
 
+async def _begin_if_deferred(
+    connection: AsyncConnection,
+    driver: psycopg.AsyncConnection[Any],
+    cursors: list[psycopg.AsyncCursor[Any]],
+) -> None:
+    """Queue the transaction's BEGIN first in the pipeline if the unit of work still owes it
+    (:func:`~ringfence.storage.engine.defer_begin`)."""
+    if take_deferred_begin(connection.sync_connection.info):  # type: ignore[union-attr]
+        cursor = driver.cursor()
+        cursors.append(cursor)
+        await cursor.execute("BEGIN")
+
+
 async def pipelined(connection: AsyncConnection, *reads: _Read[Any]) -> list[Any]:
     """Run ``reads`` in one round trip (PostgreSQL pipeline mode), in order; their answers.
 
@@ -164,6 +178,7 @@ async def pipelined(connection: AsyncConnection, *reads: _Read[Any]) -> list[Any
     async with _driver(connection) as (driver, cursors):
         sent: list[list[psycopg.AsyncCursor[Any]]] = []
         async with driver.pipeline():  # leaving it sends everything and waits for every answer
+            await _begin_if_deferred(connection, driver, cursors)
             for read in reads:
                 mine = []
                 for statement, parameters in read.statements:
@@ -252,6 +267,7 @@ async def written(connection: AsyncConnection, *writes: _Write, commit: bool = F
             await connection.commit()
         return
     async with _driver(connection) as (driver, cursors), driver.pipeline():
+        await _begin_if_deferred(connection, driver, cursors)
         for write in pending:
             keys = tuple(write.rows[0])
             sql, conversions = _set_write(write.table, keys, write.updated, dialect)
@@ -490,7 +506,7 @@ _CURRENT_STAMP = (
     )
     .where(environments.c.environment_id == bindparam("environment_id"))
 )
-"""Read before every batch: built once (see :func:`_keyed_lookup`)."""
+"""Read by every batch: built once (see :func:`_keyed_lookup`)."""
 
 _TOKENS_BY_ID = select(tokens).where(tokens.c.token_id.in_(bindparam("ids", expanding=True)))
 """Read for every batch of requests (their tokens): built once."""
@@ -514,12 +530,19 @@ class SqlConfigurationRepository(_Repository):
         return _stored_configuration(row) if row is not None else None
 
     async def current_stamp(self, environment_id: str) -> ConfigurationStamp | None:
-        row = (
-            await self._connection.execute(_CURRENT_STAMP, {"environment_id": environment_id})
-        ).first()
-        if row is None:
-            return None
-        return ConfigurationStamp(environment_id, row.version, row.created_at, row.created_by)
+        return await self._run(self.current_stamp_read(environment_id))
+
+    def current_stamp_read(self, environment_id: str) -> _Read[ConfigurationStamp | None]:
+        def convert(rows: list[list[Any]]) -> ConfigurationStamp | None:
+            found = _rows_of(rows)
+            if not found:
+                return None
+            row = found[0]
+            return ConfigurationStamp(
+                environment_id, row.version, row.created_at.astimezone(UTC), row.created_by
+            )
+
+        return _Read(((_CURRENT_STAMP, {"environment_id": environment_id}),), convert)
 
     async def version(self, environment_id: str, version: int) -> StoredConfiguration | None:
         row = (

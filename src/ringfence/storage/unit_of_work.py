@@ -18,7 +18,7 @@ from ringfence.services.ports import (
     UnitOfWork,
     lock_and_read_in_turn,
 )
-from ringfence.storage.engine import Database
+from ringfence.storage.engine import Database, defer_begin
 from ringfence.storage.repositories import (
     SqlAllocationRepository,
     SqlConfigurationRepository,
@@ -54,20 +54,23 @@ class SqlUnitOfWork:
     async def lock_and_read(self, reads: BatchReads) -> BatchState:
         """On PostgreSQL, one round trip (two when reservations are read: their measures come
         with them): the lock and the reads sent together in pipeline mode, which the server
-        runs in order, each read after the locks are taken. Under load, every round trip
+        runs in order, each read after the locks are taken; the transaction's BEGIN goes with
+        them when they are its first statements. Under load, every round trip
         inside the locks also waited for the event loop's other work while holding them.
         """
         if self._connection.dialect.name != "postgresql":
             return await lock_and_read_in_turn(self, reads)
         environment, needs = reads.environment_id, reads.needs
         lock = self.partitions.lock_read(environment, reads.partitions)
+        stamp = self.configurations.current_stamp_read(environment)
         find = self.journal.find_read(environment, reads.kind, reads.operation_ids)
         levels = self.onhand.level_sums_read(environment, needs.levels, reads.below)
         allocations = self.allocations.load_read(environment, needs.allocations)
         if needs.reservations:
-            _, known, reserved = await pipelined(
+            _, current, known, reserved = await pipelined(
                 self._connection,
                 lock,
+                stamp,
                 find,
                 self.reservations.load_read(environment, needs.reservations),
             )
@@ -80,9 +83,10 @@ class SqlUnitOfWork:
             )
         else:
             reserved, measure_keys = {}, needs.measures
-            _, known, measures, sums, allocated = await pipelined(
+            _, current, known, measures, sums, allocated = await pipelined(
                 self._connection,
                 lock,
+                stamp,
                 find,
                 self.onhand.load_read(environment, measure_keys),
                 levels,
@@ -95,6 +99,7 @@ class SqlUnitOfWork:
             levels=sums if needs.levels else None,
             allocations=allocated if needs.allocations else None,
             reservations=reserved,
+            stamp=current,
         )
 
     async def write_and_commit(self, writes: BatchWrites) -> None:
@@ -133,10 +138,19 @@ class SqlUnitOfWorkFactory:
     @asynccontextmanager
     async def __call__(self, *, read_only: bool = False) -> AsyncIterator[UnitOfWork]:
         engine = self.database.reader if read_only else self.database.writer
+        deferred = self.database.deferred_begin and not read_only
         try:
             async with engine.connect() as connection:
                 await connection.begin()
-                yield SqlUnitOfWork(connection)
+                if not deferred:
+                    yield SqlUnitOfWork(connection)
+                    return
+                info = connection.sync_connection.info  # type: ignore[union-attr]
+                defer_begin(info)
+                try:
+                    yield SqlUnitOfWork(connection)
+                finally:
+                    defer_begin(info, False)
         except (DBAPIError, PoolTimeout) as error:
             if isinstance(error, DBAPIError) and not _unavailable(error):
                 raise
