@@ -46,4 +46,10 @@ def dumps(value: object) -> bytes:
 
 def loads(text: str | bytes) -> Any:
     """Trusted JSON (written by :func:`dumps`): fractions come back as ``Decimal``."""
-    return json.loads(text, parse_float=Decimal)
+    if not isinstance(text, str):
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
+    return _DECODER.decode(text)
+
+
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+"""Built once: ``json.loads`` with an option builds a decoder per call."""
