@@ -4,7 +4,8 @@ SQLite: WAL journal, ``synchronous=FULL`` (an acknowledged commit survives a cra
 process or the machine), and writers start with ``BEGIN IMMEDIATE`` through a single pooled
 connection per process, so writers queue instead of failing on a busy database; several
 processes wait for each other through ``busy_timeout``.
-PostgreSQL: psycopg 3, a small pool, READ COMMITTED for writes and autocommit for reads;
+PostgreSQL: psycopg 3, a small pool, autocommit for reads; writers run READ COMMITTED
+transactions whose BEGIN they send themselves, with their first statement (:func:`defer_begin`);
 partitions serialize on their row lock.
 """
 
