@@ -237,10 +237,7 @@ def _set_write(
     source = select(*(given.c[name] for name in keys)).order_by(given.c.ordinality)
     statement = postgresql.insert(table).from_select(list(keys), source)
     if updated is not None:
-        statement = statement.on_conflict_do_update(
-            index_elements=[column.name for column in table.primary_key.columns],
-            set_={name: getattr(statement.excluded, name) for name in updated},
-        )
+        statement = _updating(statement, table, updated)
     conversions = tuple(
         (name, process)
         for name in keys
@@ -439,7 +436,12 @@ def _level_sums(below: tuple[str, ...], anchor: tuple[str, ...]) -> Select[Any]:
 @functools.cache
 def _upsert(dialect: str, table: Table, updated: tuple[str, ...]) -> Any:
     """INSERT .. ON CONFLICT (primary key) DO UPDATE SET ``updated`` columns, built once."""
-    statement = _insert(dialect, table)
+    return _updating(_insert(dialect, table), table, updated)
+
+
+def _updating(statement: Any, table: Table, updated: tuple[str, ...]) -> Any:
+    """``statement`` (an INSERT of the dialect) ON CONFLICT (primary key) DO UPDATE SET the
+    ``updated`` columns to the values it brought."""
     return statement.on_conflict_do_update(
         index_elements=[column.name for column in table.primary_key.columns],
         set_={name: getattr(statement.excluded, name) for name in updated},
