@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from ringfence import __version__
 from ringfence.api import (
@@ -26,6 +27,7 @@ from ringfence.api import (
     tokens,
 )
 from ringfence.api.dependencies import ApiState
+from ringfence.api.direct import DirectRoutes
 from ringfence.api.errors import (
     install_error_handlers,
     invalid_from_validation,
@@ -39,7 +41,7 @@ from ringfence.services.coalescer import Coalescer
 from ringfence.settings import Settings
 from ringfence.web import error_page, install_web
 
-__all__ = ["create_app"]
+__all__ = ["API_ROUTERS", "api_routes", "create_app"]
 
 logger = logging.getLogger("ringfence")
 
@@ -53,6 +55,23 @@ Paths and bodies follow Dynamics 365 Inventory Visibility's public API. Send
 
 GC_THRESHOLDS = (50_000, 10, 10)
 """The cyclic collector's thresholds while serving (CPython's default is ``(700, 10, 10)``)."""
+
+API_ROUTERS = (
+    onhand.router,
+    reservations.router,
+    allocation.router,
+    configuration.router,
+    journal.router,
+    tokens.router,
+    health.router,
+)
+"""The API's routers, in the order they are included."""
+
+
+def api_routes() -> list[BaseRoute]:
+    """Every API route, in the order requests are matched against them."""
+    return [route for router in API_ROUTERS for route in router.routes]
+
 
 API_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
 
@@ -113,18 +132,16 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.state.readiness = services.readiness
     metrics: Metrics = health.install_metrics(app)
     install_error_handlers(app)
-    for router in (
-        onhand.router,
-        reservations.router,
-        allocation.router,
-        configuration.router,
-        journal.router,
-        tokens.router,
-        health.router,
-    ):
+    for router in API_ROUTERS:
         app.include_router(router)
     install_web(app, services.uow)
     _answer_errors_in_kind(app)
     install_openapi(app)
+    app.add_middleware(
+        DirectRoutes,
+        routes=api_routes(),
+        exception_handlers=app.exception_handlers,
+        dependency_overrides=app.dependency_overrides,
+    )
     app.add_middleware(metrics.middleware)
     return app
