@@ -10,7 +10,8 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ringfence.domain.operations import OperationKind, fingerprint, to_json_value
+from ringfence.domain.operations import OperationKind, to_json_value
+from ringfence.services.fingerprints import fingerprint
 
 REQUEST: dict[str, object] = {
     "id": "op-1",

@@ -36,7 +36,7 @@ from ringfence.domain.ledger import (
     Reservation,
 )
 from ringfence.domain.measures import MeasureChange, MeasureKey
-from ringfence.domain.operations import Context, OperationKind, PartitionKey, fingerprint
+from ringfence.domain.operations import Context, OperationKind, PartitionKey
 from ringfence.domain.quantity import ZERO, format_quantity, parse_quantity
 from ringfence.domain.reservations import new_reservation_id
 
@@ -268,10 +268,6 @@ class _PathOperation:
 
     def to_record(self) -> dict[str, object]:
         return _record(self.target)
-
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.kind, self.to_record())
 
 
 @dataclass(frozen=True, slots=True)

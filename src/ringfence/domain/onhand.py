@@ -2,7 +2,7 @@
 
 Requests arrive as :class:`OnHandChangeRequest` / :class:`SetOnHandRequest` (already of the right
 JSON types) and are validated against the environment's configuration into
-:class:`OnHandChange` / :class:`SetOnHand`, which know their partition, fingerprint and effects.
+:class:`OnHandChange` / :class:`SetOnHand`, which know their partition, record and effects.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ringfence.domain.dimensions import Dimensions, check_identifier
 from ringfence.domain.errors import FieldIssue, Invalid, Location
 from ringfence.domain.ledger import Ledger, Needs
 from ringfence.domain.measures import MeasureChange, MeasureKey
-from ringfence.domain.operations import OperationKind, PartitionKey, fingerprint
+from ringfence.domain.operations import OperationKind, PartitionKey
 from ringfence.domain.quantity import parse_quantity
 
 __all__ = [
@@ -119,10 +119,6 @@ class _MeasureOperation:
             "dimensions": self.dimensions.as_dict(),
             "quantities": _quantities_record(self.quantities),
         }
-
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.kind, self.to_record())
 
     def keys(self) -> tuple[MeasureKey, ...]:
         return tuple(MeasureKey(self.partition, self.dimensions, ref) for ref, _ in self.quantities)

@@ -1,23 +1,20 @@
-"""What every mutation shares: its kind, its partition, its fingerprint, its outcome, its journal
+"""What every mutation shares: its kind, its partition, its record, its outcome, its journal
 entry.
 
 A mutation is identified by the client's ``id`` within (environment, :class:`OperationKind`). The
 first accepted request with an id is journaled together with its result; a later request with the
-same id and the same :func:`fingerprint` gets that result again (a *replay*) and changes nothing;
-one with another fingerprint is refused (``idempotency-key-reuse``).
+same id and the same fingerprint (the digest of its record, :func:`to_json_value` of
+``to_record()``) gets that result again (a *replay*) and changes nothing; one with another
+fingerprint is refused (``idempotency-key-reuse``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-
-import orjson
 
 from ringfence.domain.errors import Conflict, NotFound, RingfenceError
 from ringfence.domain.quantity import format_quantity
@@ -30,7 +27,6 @@ __all__ = [
     "OperationKind",
     "PartitionKey",
     "bucket_for",
-    "fingerprint",
     "to_json_value",
 ]
 
@@ -130,36 +126,3 @@ def to_json_value(value: object) -> object:
     if isinstance(value, list | tuple):
         return [to_json_value(item) for item in value]
     return value
-
-
-def fingerprint(kind: OperationKind, request: Mapping[str, object]) -> str:
-    """A digest of the meaning of a request: equal for requests that would do the same thing.
-
-    The digest of canonical JSON: keys sorted, no spaces, text unescaped but for JSON's own
-    escapes. Journaled fingerprints are compared with those of retries, so the bytes never
-    change: orjson writes them (a tenth of the time), the standard library what orjson cannot
-    (integers beyond 64 bits), and the tests hold the two equal.
-    """
-    try:
-        text = orjson.dumps([str(kind), request], default=_canonical, option=_CANONICAL)
-    except TypeError:  # orjson.JSONEncodeError is a TypeError
-        text = json.dumps(
-            [str(kind), to_json_value(request)],
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-        ).encode()
-    return hashlib.sha256(text).hexdigest()
-
-
-_CANONICAL = (
-    orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-)
-
-
-def _canonical(value: object) -> object:
-    """What orjson does not write as :func:`to_json_value` does (anything else: the standard
-    library decides, as before)."""
-    if isinstance(value, Decimal | datetime):
-        return to_json_value(value)
-    raise TypeError(type(value).__name__)

@@ -21,7 +21,7 @@ from ringfence.domain.dimensions import Dimensions, check_identifier
 from ringfence.domain.errors import FieldIssue, Invalid, Location, NotFound
 from ringfence.domain.ledger import Ledger, LevelScope, Needs, Reservation
 from ringfence.domain.measures import MeasureChange, MeasureKey
-from ringfence.domain.operations import Bucket, Context, OperationKind, PartitionKey, fingerprint
+from ringfence.domain.operations import Bucket, Context, OperationKind, PartitionKey
 from ringfence.domain.quantity import ZERO, parse_quantity
 
 __all__ = [
@@ -135,10 +135,6 @@ class Reserve:
         }
 
     @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.kind, self.to_record())
-
-    @property
     def key(self) -> MeasureKey:
         return MeasureKey(self.partition, self.dimensions, self.measure)
 
@@ -216,10 +212,6 @@ class Unreserve:
             "dimensions": self.dimensions.as_dict() if self.dimensions is not None else None,
             "OffsetQty": self.quantity,
         }
-
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.kind, self.to_record())
 
     def needs(self) -> Needs:
         return Needs(reservations={self.reservation_id})

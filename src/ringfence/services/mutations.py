@@ -36,6 +36,7 @@ from ringfence.domain.operations import (
     PartitionKey,
 )
 from ringfence.services.configuration import forget, is_current, last_loaded, load_configuration
+from ringfence.services.fingerprints import fingerprint
 from ringfence.services.ports import (
     BatchReads,
     BatchWrites,
@@ -62,9 +63,6 @@ class Operation(Protocol):
 
     @property
     def partition(self) -> PartitionKey: ...
-
-    @property
-    def fingerprint(self) -> str: ...
 
     def to_record(self) -> dict[str, object]: ...
 
@@ -201,9 +199,12 @@ async def _attempt(
                 results.append(item)
                 continue
             operation = item
+            record = operation.to_record()
             previous = known.get(operation.id)
             if previous is not None:
-                results.append(_replay(index, operation, previous))
+                results.append(
+                    _replay(index, operation, fingerprint(operation.kind, record), previous)
+                )
                 continue
             try:
                 applied = apply(operation, ledger, context)
@@ -215,8 +216,8 @@ async def _attempt(
                 kind=kind,
                 operation_id=operation.id,
                 partition=operation.partition,
-                fingerprint=operation.fingerprint,
-                request=operation.to_record(),
+                fingerprint=fingerprint(operation.kind, record),
+                request=record,
                 effects=applied.effects,
                 result=body,
                 actor=context.actor,
@@ -238,8 +239,8 @@ async def _attempt(
         return results
 
 
-def _replay(index: int, operation: Operation, previous: JournalEntry) -> ItemResult:
-    if previous.fingerprint != operation.fingerprint:
+def _replay(index: int, operation: Operation, meaning: str, previous: JournalEntry) -> ItemResult:
+    if previous.fingerprint != meaning:
         return ItemResult.refused(
             index,
             operation.id,
