@@ -67,9 +67,9 @@ async def answer_single(
         if by_partition:
             key = (*key, getattr(item, "organization_id", None), getattr(item, "product_id", None))
         result = await coalescer.submit(key, item, service)
-        return single_response(replace(result, index=0), request.url.path)
+        return single_response(replace(result, index=0), request)
     results = await service(items)
-    return single_response([*results, *refused][0], request.url.path)
+    return single_response([*results, *refused][0], request)
 
 
 async def answer_bulk(
@@ -81,9 +81,10 @@ async def answer_bulk(
     return bulk_response([*reindex(results, positions), *refused])
 
 
-def single_response(result: ItemResult, instance: str) -> Response:
+def single_response(result: ItemResult, request: Request) -> Response:
     if result.error is not None:
-        return problem_response(result.error, operation_id=result.id, instance=instance)
+        # Only refusals name the path (building the request's URL is not free).
+        return problem_response(result.error, operation_id=result.id, instance=request.url.path)
     headers = {REPLAYED: "true"} if result.replayed else {}
     return JsonResponse(result.body, headers=headers)
 
