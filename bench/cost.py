@@ -1,0 +1,134 @@
+"""CPU per consume: where hot_consume's bound is, measured from the processes' own counters.
+
+``python -m bench.cost`` serves a new PostgreSQL database with ``ringfence serve --workers 2``,
+consumes one product over HTTP with wrk (64 clients, 6 s) and prints, per acknowledged consume,
+the CPU time of the server processes and of every PostgreSQL process (from ``/proc``), and the
+transactions committed. Throughput on a shared 2-core machine moves with everything else it
+runs; CPU per operation moves much less, so two versions are compared by alternating runs of
+this command (``PYTHONPATH=<other checkout>/src`` serves the other version).
+
+``BENCH_CLIENTS``, ``BENCH_SECONDS`` and ``BENCH_RUNS`` change the defaults; ``BENCH_PYSPY=1``
+also records each server process with py-spy (200 Hz, raw stacks in
+``bench/results/pyspy-<pid>.txt``; py-spy is not installed by the project: ``pip install
+py-spy``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+
+from bench.harness import cli, postgresql_database, ringfence_server, sqlalchemy_url
+from bench.workloads import HOT_PATH, Bench, hot_wrk, setup
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue  # ended between listing and reading
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+def _descendants(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    children = [int(child) for child in found.stdout.split()]
+    return children + [grandchild for child in children for grandchild in _descendants(child)]
+
+
+def _postgresql_processes() -> list[int]:
+    found = subprocess.run(["pgrep", "-u", "postgres"], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def _pyspy() -> str:
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else (shutil.which("py-spy") or "py-spy")
+
+
+def _commits(database: str) -> int:
+    with psycopg.connect(database, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def main() -> None:
+    clients = int(os.environ.get("BENCH_CLIENTS", "64"))
+    seconds = float(os.environ.get("BENCH_SECONDS", "6"))
+    runs = int(os.environ.get("BENCH_RUNS", "1"))
+    pyspy = os.environ.get("BENCH_PYSPY", "") not in ("", "0")
+    with postgresql_database("cost") as database:
+        url = sqlalchemy_url(database)
+        cli(url, "db", "upgrade")
+        with ringfence_server(url, workers=2) as server:
+            bench = Bench(
+                database=database,
+                ringfence=server,
+                trivial=server,
+                token="",
+                seconds=seconds,
+                rounds=1,
+                progress=lambda message: sys.stderr.write(message + "\n"),
+            )
+            bench.use("cost")
+            product = f"hot-{secrets.token_hex(3)}"
+            setup(bench, {product: (10**9, HOT_PATH, 10**9)})
+            bench.vacuum()
+            hot_wrk(server.url, bench.environment, bench.token, product, clients, 2)  # warm-up
+            workers = _descendants(server.process.pid)
+            for _ in range(runs):
+                spies = [
+                    subprocess.Popen(
+                        [
+                            *(_pyspy(), "record", "-r", "200", "-f", "raw", "-p", str(pid)),
+                            *("-d", str(int(seconds)), "-o", str(RESULTS / f"pyspy-{pid}.txt")),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                    for pid in (workers if pyspy else [])
+                ]
+                commits = _commits(database)
+                python, postgresql = _cpu_seconds(workers), _cpu_seconds(_postgresql_processes())
+                run = hot_wrk(server.url, bench.environment, bench.token, product, clients, seconds)
+                python = _cpu_seconds(workers) - python
+                postgresql = _cpu_seconds(_postgresql_processes()) - postgresql
+                commits = _commits(database) - commits
+                for spy in spies:
+                    spy.wait()
+                done = run.statuses.get("200", 0)
+                sys.stdout.write(
+                    json.dumps(
+                        {
+                            "clients": clients,
+                            "ops_per_s": round(run.ops_per_s),
+                            "p50_ms": run.p50_ms,
+                            "p99_ms": run.p99_ms,
+                            "statuses": run.statuses,
+                            "server_cpu_us_per_op": round(python / done * 1e6),
+                            "postgresql_cpu_us_per_op": round(postgresql / done * 1e6),
+                            "ops_per_commit": round(done / max(commits, 1), 1),
+                        }
+                    )
+                    + "\n"
+                )
+
+
+if __name__ == "__main__":
+    main()
