@@ -77,19 +77,19 @@ def _request_only(dependant: Dependant) -> bool:
     """A dependency that is an ``async def`` of the request alone."""
     return (
         dependant.request_param_name is not None
-        and not _takes_more_than_request(dependant)
+        and not (dependant.path_params or dependant.dependencies)
+        and not _takes_what_fastapi_resolves(dependant)
         and _is_coroutine_function(dependant.call)
     )
 
 
-def _takes_more_than_request(dependant: Dependant) -> bool:
+def _takes_what_fastapi_resolves(dependant: Dependant) -> bool:
+    """Parameters read from the query, headers, cookies or body, or FastAPI's special ones."""
     return bool(
-        dependant.path_params
-        or dependant.query_params
+        dependant.query_params
         or dependant.header_params
         or dependant.cookie_params
         or dependant.body_params
-        or dependant.dependencies
         or dependant.websocket_param_name
         or dependant.http_connection_param_name
         or dependant.response_param_name
@@ -119,17 +119,7 @@ def direct_route(route: BaseRoute) -> _Direct | None:
     if not _answers_response(route.endpoint):
         return None  # FastAPI shapes what it returns
     dependant = route.dependant
-    if (
-        dependant.query_params
-        or dependant.header_params
-        or dependant.cookie_params
-        or dependant.body_params
-        or dependant.websocket_param_name
-        or dependant.http_connection_param_name
-        or dependant.response_param_name
-        or dependant.background_tasks_param_name
-        or dependant.security_scopes_param_name
-    ):
+    if _takes_what_fastapi_resolves(dependant):
         return None
     if set(route.param_convertors) != {field.alias for field in dependant.path_params}:
         return None
