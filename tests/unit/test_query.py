@@ -7,9 +7,12 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ringfence.domain.configuration import (
     DEFAULT_DOCUMENT,
+    Configuration,
     MeasureRef,
     default_configuration,
     parse_configuration,
@@ -328,3 +331,78 @@ def test_onhand_rows_are_sorted_and_omit_dimensions_a_group_lacks() -> None:
 
 def test_onhand_rows_of_no_sums_are_empty() -> None:
     assert onhand_rows(default_configuration(), COLOR_SELECTION, [], return_negative=True) == []
+
+
+# -- the shaping of many rows, held to its definition ----------------------------------------
+
+MEASURES = [*default_configuration().physical_measures, MeasureRef("pos", "retired")]
+GROUPS = [("1", "11", "red"), ("1", "11", None), ("2", "21", "blue"), (None, None, None)]
+
+
+def reference_rows(
+    configuration: Configuration,
+    selection: OnHandSelection,
+    aggregates: Sequence[AggregateRow],
+    *,
+    return_negative: bool,
+) -> list[tuple[str, str, dict[str, str], dict[str, dict[str, Decimal]]]]:
+    """DESIGN's definition, computed the slow way: every measure of the layout, calculated
+    ones from every term of their formulas, negative values as 0 unless asked for."""
+    sums: dict[tuple[str, str, tuple[str | None, ...]], dict[MeasureRef, Decimal]] = {}
+    for row in aggregates:
+        found = sums.setdefault((row.organization_id, row.product_id, row.group), {})
+        found[row.measure] = found.get(row.measure, Decimal(0)) + row.value
+    shaped = []
+    for (organization, product, group), values in sums.items():
+        quantities: dict[str, dict[str, Decimal]] = {}
+        for data_source, refs in configuration.measure_layout.items():
+            for ref in refs:
+                if ref in configuration.expansions:
+                    value = configuration.evaluate(ref, values)
+                else:
+                    value = values.get(ref, Decimal(0))
+                shown = value if return_negative or value >= 0 else Decimal(0)
+                quantities.setdefault(data_source, {})[ref.measure] = shown
+        dimensions = {
+            name: text
+            for name, text in zip(selection.group_by, group, strict=True)
+            if text is not None
+        }
+        shaped.append((organization, product, dimensions, quantities))
+    return sorted(
+        shaped,
+        key=lambda row: (
+            row[0],
+            row[1],
+            [(name in row[2], row[2].get(name, "")) for name in selection.group_by],
+        ),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["usmf", "usrt"]),
+            st.sampled_from(["Shoe", "T-shirt", "Hat"]),
+            st.sampled_from(GROUPS),
+            st.sampled_from(MEASURES),
+            st.decimals(min_value=-1000, max_value=1000, places=2),
+        ),
+        max_size=40,
+    ),
+    st.booleans(),
+)
+def test_onhand_rows_follow_the_definition(
+    raw: list[tuple[str, str, tuple[str | None, ...], MeasureRef, Decimal]],
+    return_negative: bool,
+) -> None:
+    configuration = default_configuration()
+    aggregates = [AggregateRow(*fields) for fields in raw]
+
+    rows = onhand_rows(configuration, COLOR_SELECTION, aggregates, return_negative=return_negative)
+
+    assert [
+        (row.organization_id, row.product_id, row.dimensions.as_dict(), row.quantities)
+        for row in rows
+    ] == reference_rows(configuration, COLOR_SELECTION, aggregates, return_negative=return_negative)

@@ -207,38 +207,108 @@ def onhand_rows(
     *,
     return_negative: bool,
 ) -> list[OnHandRow]:
-    """Shape storage sums into answer rows with every physical and calculated measure."""
-    groups: dict[tuple[str, str, tuple[str | None, ...]], dict[MeasureRef, Decimal]] = {}
+    """Shape storage sums into answer rows with every physical and calculated measure.
+
+    Answers run to tens of thousands of rows, which hold a few measures each out of a dozen or
+    more. Each row is shaped in time proportional to what it holds: every measure starts at 0
+    (data sources a row does not touch share one mapping of zeros), and the measures a row's
+    sums do touch are set by a plan computed once per set of measures present.
+    """
+    groups: dict[tuple[str, str], dict[tuple[str | None, ...], dict[MeasureRef, Decimal]]] = {}
     for row in aggregates:
-        sums = groups.setdefault((row.organization_id, row.product_id, row.group), {})
-        sums[row.measure] = sums.get(row.measure, ZERO) + row.value
-    rows: list[OnHandRow] = []
-    # Every measure of the layout starts at 0; only those with a value are then written (a row
-    # usually holds a few of them): answers of many rows are shaped in time proportional to
-    # what they hold.
+        of_product = groups.get(pair := (row.organization_id, row.product_id))
+        if of_product is None:
+            of_product = groups[pair] = {}
+        sums = of_product.get(row.group)
+        if sums is None:
+            of_product[row.group] = {row.measure: row.value}
+        else:
+            sums[row.measure] = sums.get(row.measure, ZERO) + row.value
     zeros = {
         data_source: dict.fromkeys((ref.measure for ref in refs), ZERO)
         for data_source, refs in config.measure_layout.items()
     }
+    plans: dict[tuple[MeasureRef, ...], _Plan] = {}
     shapes: dict[tuple[str | None, ...], Dimensions] = {}
-    for (organization, product, group), sums in sorted(
-        groups.items(), key=lambda item: (item[0][0], item[0][1], _sortable(item[0][2]))
-    ):
-        quantities = {data_source: dict(values) for data_source, values in zeros.items()}
-        for values in (sums, config.evaluate_all(sums)):
-            for ref, value in values.items():
-                target = quantities.get(ref.data_source)
-                if target is not None and ref.measure in target:
-                    target[ref.measure] = value if return_negative or value >= 0 else ZERO
-        dimensions = shapes.get(group)
-        if dimensions is None:
-            dimensions = shapes[group] = Dimensions(
-                (name, value)
-                for name, value in zip(selection.group_by, group, strict=True)
-                if value is not None
-            )
-        rows.append(OnHandRow(organization, product, dimensions, quantities))
+    # Groups repeat across products: each is ranked once.
+    distinct = {group for of_product in groups.values() for group in of_product}
+    rank = {group: n for n, group in enumerate(sorted(distinct, key=_sortable))}.__getitem__
+    rows: list[OnHandRow] = []
+    for pair in sorted(groups):
+        of_product = groups[pair]
+        for group in sorted(of_product, key=rank):
+            sums = of_product[group]
+            present = tuple(sums)
+            plan = plans.get(present)
+            if plan is None:
+                plan = plans[present] = _plan(config, present, zeros)
+            quantities = plan.apply(tuple(sums.values()), zeros, return_negative)
+            dimensions = shapes.get(group)
+            if dimensions is None:
+                dimensions = shapes[group] = Dimensions(
+                    (name, text)
+                    for name, text in zip(selection.group_by, group, strict=True)
+                    if text is not None
+                )
+            rows.append(OnHandRow(*pair, dimensions, quantities))
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How the measures of a row follow from its sums of the physical measures ``present``."""
+
+    touched: tuple[str, ...]
+    """Data sources with a measure to set (the row gets its own mapping of them)."""
+    targets: tuple[tuple[str, str, tuple[tuple[int, int], ...]], ...]
+    """(data source, measure, terms): the sum of ``sums[present[index]] * coefficient``; the
+    physical measures present first, then the calculated ones they enter."""
+
+    def apply(
+        self,
+        values: tuple[Decimal, ...],
+        zeros: Mapping[str, dict[str, Decimal]],
+        return_negative: bool,
+    ) -> dict[str, dict[str, Decimal]]:
+        """The row's measures by data source, from its sums in the order of ``present``."""
+        quantities = dict(zeros)
+        for data_source in self.touched:
+            quantities[data_source] = dict(zeros[data_source])
+        for data_source, measure, terms in self.targets:
+            if len(terms) == 1:
+                index, coefficient = terms[0]
+                value = values[index] if coefficient == 1 else values[index] * coefficient
+            else:
+                value = sum([values[index] * coefficient for index, coefficient in terms], ZERO)
+            quantities[data_source][measure] = (
+                value if return_negative or not value < ZERO else ZERO
+            )
+        return quantities
+
+
+def _plan(
+    config: Configuration,
+    present: tuple[MeasureRef, ...],
+    layout: Mapping[str, Mapping[str, Decimal]],
+) -> _Plan:
+    def shown(ref: MeasureRef) -> bool:
+        return ref.measure in layout.get(ref.data_source, ())
+
+    position = {ref: index for index, ref in enumerate(present)}
+    targets: list[tuple[str, str, tuple[tuple[int, int], ...]]] = [
+        (ref.data_source, ref.measure, ((index, 1),))
+        for index, ref in enumerate(present)
+        if shown(ref)
+    ]
+    for ref, expansion in config.expansions.items():
+        terms = tuple(
+            (position[term], coefficient)
+            for term, coefficient in expansion.items()
+            if term in position
+        )
+        if terms and shown(ref):
+            targets.append((ref.data_source, ref.measure, terms))
+    return _Plan(tuple(dict.fromkeys(t[0] for t in targets)), tuple(targets))
 
 
 def _sortable(group: tuple[str | None, ...]) -> tuple[tuple[bool, str], ...]:

@@ -145,12 +145,31 @@ def open_database(url_text: str | URL, *, pool_size: int = 8) -> Database:
     # trip of its own even in pipeline mode.
     writer = engine.execution_options(isolation_level="AUTOCOMMIT")
 
+    @event.listens_for(engine.sync_engine, "connect")
+    def _configure(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(_PAGE_COST)
+        cursor.close()
+        dbapi_connection.commit()
+
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _begin_first(connection: Any, cursor: Any, *_: Any) -> None:
         if take_deferred_begin(connection.info):
             cursor.execute("BEGIN")
 
     return Database(url, reader=reader, writer=writer, deferred_begin=True)
+
+
+_PAGE_COST = (
+    "SELECT set_config('random_page_cost',"
+    " least(current_setting('random_page_cost')::float8, 1.1)::text, false)"
+)
+"""Ringfence's sessions price a random page read at most 1.1 sequential ones, PostgreSQL's own
+advice for data in memory or on SSDs (its default, 4, prices disks that seek). Every query here
+follows a primary key's prefix; with the default, an index query over 1,000 of 10,000 products
+(10% of a 1,000,000-row table, clustered by that key) was planned as a parallel scan of the
+whole table and a sort spilling to disk: 220-300 ms, against 120-190 ms along the key. A lower
+value set on the server is kept."""
 
 
 _DEFERRED_BEGIN = "ringfence.deferred_begin"

@@ -831,16 +831,20 @@ class SqlOnHandRepository(_Repository):
             .group_by(*keys)
         )
         width = len(groups)
-        return [
-            AggregateRow(
-                organization_id=row[0],
-                product_id=row[1],
-                group=tuple(row[2 : 2 + width]),
-                measure=MeasureRef(row.data_source, row.measure),
-                value=from_units(int(row.total)),
+        # Sums arrive by the ten thousand, over a few measures: one MeasureRef for each.
+        refs: dict[tuple[str, str], MeasureRef] = {}
+        found = []
+        for row in rows:
+            named = (row[width + 2], row[width + 3])
+            ref = refs.get(named)
+            if ref is None:
+                ref = refs[named] = MeasureRef(*named)
+            found.append(
+                AggregateRow(
+                    row[0], row[1], tuple(row[2 : 2 + width]), ref, from_units(int(row[-1]))
+                )
             )
-            for row in rows
-        ]
+        return found
 
     async def level_sums(
         self, environment_id: str, scopes: Iterable[LevelScope], below: Sequence[str]
