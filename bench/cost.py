@@ -7,6 +7,9 @@ transactions committed. Throughput on a shared 2-core machine moves with everyth
 runs; CPU per operation moves much less, so two versions are compared by alternating runs of
 this command (``PYTHONPATH=<other checkout>/src`` serves the other version).
 
+``BENCH_WORKLOAD=bulk`` posts on-hand bulk calls of 512 events at random products of 10,000
+instead (4 clients; figures per event), as ``bulk_ingest`` does.
+
 ``BENCH_CLIENTS``, ``BENCH_SECONDS`` and ``BENCH_RUNS`` change the defaults; ``BENCH_PYSPY=1``
 also records each server process with py-spy (200 Hz, raw stacks in
 ``bench/results/pyspy-<pid>.txt``; py-spy is not installed by the project: ``pip install
@@ -25,8 +28,8 @@ from pathlib import Path
 
 import psycopg
 
-from bench.harness import cli, postgresql_database, ringfence_server, sqlalchemy_url
-from bench.workloads import HOT_PATH, Bench, hot_wrk, setup
+from bench.harness import Run, cli, postgresql_database, ringfence_server, sqlalchemy_url
+from bench.workloads import BULK_EVENTS, HOT_PATH, Bench, hot_wrk, onhand_wrk, setup
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -69,7 +72,8 @@ def _commits(database: str) -> int:
 
 
 def main() -> None:
-    clients = int(os.environ.get("BENCH_CLIENTS", "64"))
+    bulk = os.environ.get("BENCH_WORKLOAD", "hot") == "bulk"
+    clients = int(os.environ.get("BENCH_CLIENTS", "4" if bulk else "64"))
     seconds = float(os.environ.get("BENCH_SECONDS", "6"))
     runs = int(os.environ.get("BENCH_RUNS", "1"))
     pyspy = os.environ.get("BENCH_PYSPY", "") not in ("", "0")
@@ -90,7 +94,18 @@ def main() -> None:
             product = f"hot-{secrets.token_hex(3)}"
             setup(bench, {product: (10**9, HOT_PATH, 10**9)})
             bench.vacuum()
-            hot_wrk(server.url, bench.environment, bench.token, product, clients, 2)  # warm-up
+            events = BULK_EVENTS if bulk else 1
+
+            def load(seconds: float) -> Run:
+                if bulk:
+                    return onhand_wrk(
+                        server.url, bench.environment, bench.token, events, clients, seconds
+                    )
+                return hot_wrk(
+                    server.url, bench.environment, bench.token, product, clients, seconds
+                )
+
+            load(2)  # warm-up
             workers = _descendants(server.process.pid)
             for _ in range(runs):
                 spies = [
@@ -106,18 +121,19 @@ def main() -> None:
                 ]
                 commits = _commits(database)
                 python, postgresql = _cpu_seconds(workers), _cpu_seconds(_postgresql_processes())
-                run = hot_wrk(server.url, bench.environment, bench.token, product, clients, seconds)
+                run = load(seconds)
                 python = _cpu_seconds(workers) - python
                 postgresql = _cpu_seconds(_postgresql_processes()) - postgresql
                 commits = _commits(database) - commits
                 for spy in spies:
                     spy.wait()
-                done = run.statuses.get("200", 0)
+                done = run.statuses.get("200", 0) * events
                 sys.stdout.write(
                     json.dumps(
                         {
                             "clients": clients,
-                            "ops_per_s": round(run.ops_per_s),
+                            "workload": "bulk" if bulk else "hot",
+                            "ops_per_s": round(run.ops_per_s * events),
                             "p50_ms": run.p50_ms,
                             "p99_ms": run.p99_ms,
                             "statuses": run.statuses,

@@ -469,6 +469,31 @@ DO UPDATE SET quantity = raw_onhand.quantity + excluded.quantity;
 """
 
 
+def onhand_wrk(
+    url: str, environment: str, token: str, events: int, clients: int, seconds: float
+) -> Run:
+    """wrk: ``clients`` connections posting on-hand change events (+1 pos.inbound) at random
+    products of :data:`BULK_PRODUCTS`: ``events`` per bulk call, or (0) one per request."""
+    rest = json.dumps(
+        {"organizationId": ORGANIZATION, "dimensions": STORE, "quantities": {"pos": {"inbound": 1}}}
+    )[1:]
+    return wrk(
+        url,
+        script="operations.lua",
+        connections=clients,
+        seconds=seconds,
+        variables={
+            "path": f"/api/environment/{environment}/onhand" + ("/bulk" if events else ""),
+            "token": token,
+            "tag": secrets.token_hex(4),
+            "products": BULK_PRODUCTS,
+            "product_prefix": "bk-",
+            "rest": rest,
+            "events": events,
+        },
+    )
+
+
 def bulk_ingest(bench: Bench) -> list[Result]:
     """On-hand change events, 512 per request, against single-event requests and raw upserts."""
     bench.use("ingest")
@@ -479,51 +504,18 @@ def bulk_ingest(bench: Bench) -> list[Result]:
             "measure text, quantity bigint NOT NULL, "
             "PRIMARY KEY (product_id, dimensions_key, data_source, measure))"
         )
-    rest = json.dumps(
-        {
-            "organizationId": ORGANIZATION,
-            "dimensions": STORE,
-            "quantities": {"pos": {"inbound": 1}},
-        }
-    )[1:]
-    common = {
-        "token": bench.token,
-        "products": BULK_PRODUCTS,
-        "product_prefix": "bk-",
-        "rest": rest,
-    }
     bulk_runs: list[Run] = []
     single_runs: list[Run] = []
     raw_runs: list[Run] = []
     for _ in range(bench.rounds):
         bench.vacuum()
-        run = wrk(
-            bench.ringfence.url,
-            script="operations.lua",
-            connections=4,
-            seconds=bench.seconds,
-            variables={
-                **common,
-                "path": f"{bench.api}/onhand/bulk",
-                "tag": bench.tag(),
-                "events": BULK_EVENTS,
-            },
-        )
-        bulk_runs.append(_per_event(run, BULK_EVENTS))
-        single_runs.append(
-            wrk(
-                bench.ringfence.url,
-                script="operations.lua",
-                connections=32,
-                seconds=bench.seconds,
-                variables={
-                    **common,
-                    "path": f"{bench.api}/onhand",
-                    "tag": bench.tag(),
-                    "events": 0,
-                },
+        url, environment, token = bench.ringfence.url, bench.environment, bench.token
+        bulk_runs.append(
+            _per_event(
+                onhand_wrk(url, environment, token, BULK_EVENTS, 4, bench.seconds), BULK_EVENTS
             )
         )
+        single_runs.append(onhand_wrk(url, environment, token, 0, 32, bench.seconds))
         raw_runs.append(
             _per_event(pgbench(bench.database, RAW_UPSERT, clients=4, seconds=bench.seconds), 512)
         )
