@@ -4,6 +4,9 @@ Modes (each prints one JSON line):
 
 - ``burst``: send ``total`` POSTs with ``concurrency`` in flight; every answer's status and the
   time it arrived (the flash sale).
+
+``burst`` and ``open`` also report the client's own CPU time (``cpu_seconds``) over their
+``seconds``: near 1 CPU second per second, the client, not the server, sets the pace.
 - ``open``: open-loop POSTs at ``rate`` per second for ``seconds``; latency is measured from when
   each request was *due*, so a stalled server cannot hide its queue (no coordinated omission).
 - ``serial``: one client, one request after another (idle latency, query latency).
@@ -58,7 +61,7 @@ async def burst(options: dict[str, Any]) -> dict[str, Any]:
     async with await _session(options, concurrency) as http:
         # Open every connection first, so the sale measures selling, not TCP handshakes.
         await asyncio.gather(*(http.get("/healthz") for _ in range(concurrency)))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
 
         async def worker() -> None:
             while not queue.empty():
@@ -68,7 +71,8 @@ async def burst(options: dict[str, Any]) -> dict[str, Any]:
                     answers.append((time.perf_counter() - started, response.status))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return {"answers": answers}
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"answers": answers, "seconds": elapsed, "cpu_seconds": cpu}
 
 
 async def open_loop(options: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +88,7 @@ async def open_loop(options: dict[str, Any]) -> dict[str, Any]:
                 statuses[str(response.status)] = statuses.get(str(response.status), 0) + 1
             latencies.append((time.perf_counter() - due) * 1000)
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         tasks = []
         total = int(rate * seconds)
         for number in range(total):
@@ -94,8 +98,8 @@ async def open_loop(options: dict[str, Any]) -> dict[str, Any]:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(due, next(bodies))))
         await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - started
-    return {"latencies_ms": latencies, "seconds": elapsed, "statuses": statuses}
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"latencies_ms": latencies, "seconds": elapsed, "statuses": statuses, "cpu_seconds": cpu}
 
 
 async def serial(options: dict[str, Any]) -> dict[str, Any]:
