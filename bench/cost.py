@@ -88,7 +88,7 @@ def main() -> None:
                 token="",
                 seconds=seconds,
                 rounds=1,
-                progress=lambda message: sys.stderr.write(message + "\n"),
+                progress=lambda message: print(message, file=sys.stderr),  # noqa: T201
             )
             bench.use("cost")
             product = f"hot-{secrets.token_hex(3)}"

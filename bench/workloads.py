@@ -240,25 +240,52 @@ def _consume_rest(path: dict[str, str]) -> str:
     )[1:]
 
 
-def hot_wrk(
-    url: str, environment: str, token: str, product: str, clients: int, seconds: float
+def operations_wrk(
+    url: str,
+    *,
+    path: str,
+    token: str,
+    clients: int,
+    seconds: float,
+    products: int,
+    product_prefix: str,
+    rest: str,
+    events: int = 0,
+    tag: str | None = None,
 ) -> Run:
-    """wrk: ``clients`` connections consuming 1 of ``product`` on :data:`HOT_PATH`, each
-    request with a new operation id."""
+    """wrk with ``operations.lua``: ``clients`` connections posting to ``path``, every
+    operation with a new id under ``tag`` (see the script for the other variables)."""
     return wrk(
         url,
         script="operations.lua",
         connections=clients,
         seconds=seconds,
         variables={
-            "path": f"/api/environment/{environment}/allocation/consume",
+            "path": path,
             "token": token,
-            "tag": secrets.token_hex(4),
-            "products": 1,
-            "product_prefix": product,
-            "rest": _consume_rest(HOT_PATH),
-            "events": 0,
+            "tag": tag or secrets.token_hex(4),
+            "products": products,
+            "product_prefix": product_prefix,
+            "rest": rest,
+            "events": events,
         },
+    )
+
+
+def hot_wrk(
+    url: str, environment: str, token: str, product: str, clients: int, seconds: float
+) -> Run:
+    """wrk: ``clients`` connections consuming 1 of ``product`` on :data:`HOT_PATH`, each
+    request with a new operation id."""
+    return operations_wrk(
+        url,
+        path=f"/api/environment/{environment}/allocation/consume",
+        token=token,
+        clients=clients,
+        seconds=seconds,
+        products=1,
+        product_prefix=product,
+        rest=_consume_rest(HOT_PATH),
     )
 
 
@@ -333,26 +360,22 @@ def spread_consume(bench: Bench, clients: int = 64) -> Result:
     runs: list[Run] = []
     baselines: list[Run] = []
     tags: list[str] = []
-    variables = {
-        "path": f"{bench.api}/allocation/consume",
-        "token": bench.token,
-        "products": SPREAD_PRODUCTS,
-        "product_prefix": "sp-",
-        "rest": _consume_rest(SPREAD_PATH),
-        "events": 0,
-    }
     for _ in range(bench.rounds):
         bench.vacuum()
         tag = bench.tag()
         tags.append(tag)
         for server, into in ((bench.ringfence, runs), (bench.trivial, baselines)):
             into.append(
-                wrk(
+                operations_wrk(
                     server.url,
-                    script="operations.lua",
-                    connections=clients,
+                    path=f"{bench.api}/allocation/consume",
+                    token=bench.token,
+                    clients=clients,
                     seconds=bench.seconds,
-                    variables={**variables, "tag": tag},
+                    products=SPREAD_PRODUCTS,
+                    product_prefix="sp-",
+                    rest=_consume_rest(SPREAD_PATH),
+                    tag=tag,
                 )
             )
     products = [f"sp-{n}" for n in range(1, SPREAD_PRODUCTS + 1)]
@@ -481,20 +504,16 @@ def onhand_wrk(
     rest = json.dumps(
         {"organizationId": ORGANIZATION, "dimensions": STORE, "quantities": {"pos": {"inbound": 1}}}
     )[1:]
-    return wrk(
+    return operations_wrk(
         url,
-        script="operations.lua",
-        connections=clients,
+        path=f"/api/environment/{environment}/onhand" + ("/bulk" if events else ""),
+        token=token,
+        clients=clients,
         seconds=seconds,
-        variables={
-            "path": f"/api/environment/{environment}/onhand" + ("/bulk" if events else ""),
-            "token": token,
-            "tag": secrets.token_hex(4),
-            "products": BULK_PRODUCTS,
-            "product_prefix": "bk-",
-            "rest": rest,
-            "events": events,
-        },
+        products=BULK_PRODUCTS,
+        product_prefix="bk-",
+        rest=rest,
+        events=events,
     )
 
 
