@@ -28,6 +28,7 @@ from ringfence.domain.query import (
     build_index_selection,
     onhand_rows,
 )
+from ringfence.jsoncodec import dumps
 
 INBOUND = MeasureRef("pos", "inbound")
 OUTBOUND = MeasureRef("pos", "outbound")
@@ -335,7 +336,23 @@ def test_onhand_rows_of_no_sums_are_empty() -> None:
 
 # -- the shaping of many rows, held to its definition ----------------------------------------
 
-MEASURES = [*default_configuration().physical_measures, MeasureRef("pos", "retired")]
+
+def nested_configuration() -> Configuration:
+    """The default, plus calculated measures over calculated ones (coefficients beyond 1)."""
+    document = copy.deepcopy(dict(DEFAULT_DOCUMENT))
+    calculated = document["calculatedMeasures"]
+    assert isinstance(calculated, dict)
+    calculated["x.twice"] = "iv.onhand + pos.inbound"
+    calculated["x.net"] = "x.twice - iv.onhand - pos.outbound - pos.outbound"
+    return parse_configuration(document)
+
+
+CONFIGURATIONS = [default_configuration(), nested_configuration()]
+MEASURES = [
+    *nested_configuration().physical_measures,
+    MeasureRef("pos", "retired"),  # stored, no longer configured
+    MeasureRef("iv", "onhand"),  # stored while it was physical, calculated now
+]
 GROUPS = [("1", "11", "red"), ("1", "11", None), ("2", "21", "blue"), (None, None, None)]
 
 
@@ -392,17 +409,23 @@ def reference_rows(
         max_size=40,
     ),
     st.booleans(),
+    st.sampled_from(CONFIGURATIONS),
 )
 def test_onhand_rows_follow_the_definition(
     raw: list[tuple[str, str, tuple[str | None, ...], MeasureRef, Decimal]],
     return_negative: bool,
+    configuration: Configuration,
 ) -> None:
-    configuration = default_configuration()
     aggregates = [AggregateRow(*fields) for fields in raw]
 
     rows = onhand_rows(configuration, COLOR_SELECTION, aggregates, return_negative=return_negative)
 
-    assert [
-        (row.organization_id, row.product_id, row.dimensions.as_dict(), row.quantities)
-        for row in rows
-    ] == reference_rows(configuration, COLOR_SELECTION, aggregates, return_negative=return_negative)
+    # As answered: the JSON text, so the order of data sources and measures counts too.
+    assert dumps(
+        [
+            (row.organization_id, row.product_id, row.dimensions.as_dict(), row.quantities)
+            for row in rows
+        ]
+    ) == dumps(
+        reference_rows(configuration, COLOR_SELECTION, aggregates, return_negative=return_negative)
+    )

@@ -295,10 +295,12 @@ def _plan(
         return ref.measure in layout.get(ref.data_source, ())
 
     position = {ref: index for index, ref in enumerate(present)}
+    # A calculated measure shows its formula's value, even over stored sums of the physical
+    # measure it once was.
     targets: list[tuple[str, str, tuple[tuple[int, int], ...]]] = [
         (ref.data_source, ref.measure, ((index, 1),))
         for index, ref in enumerate(present)
-        if shown(ref)
+        if shown(ref) and ref not in config.expansions
     ]
     for ref, expansion in config.expansions.items():
         terms = tuple(
