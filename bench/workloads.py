@@ -418,6 +418,7 @@ def flash_sale(bench: Bench, hot_rate: float) -> Result:
     oversold = undersold = 0
     successes: list[int] = []
     client_busy: list[float] = []
+    ramp: list[tuple[float, float]] = []
     for _ in range(bench.rounds):
         product = f"flash-{bench.tag()}"
         # On hand holds more than the allocation: only the allocation may stop the sale.
@@ -440,6 +441,10 @@ def flash_sale(bench: Bench, hot_rate: float) -> Result:
         if others:
             bench.progress(f"[red]flash sale answered {sorted(others)}[/]")
         successes.append(len(sold_at))
+        if sold_at:
+            ramp.append(
+                (round(answers[0][0] * 1000), round(sold_at[min(99, len(sold_at) - 1)] * 1000))
+            )
         sellout = sold_at[-1] if len(sold_at) >= FLASH_ALLOCATION else float("inf")
         sellouts.append(sellout)
         allocated, sold, _ = path_figures(bench, [product])
@@ -469,6 +474,7 @@ def flash_sale(bench: Bench, hot_rate: float) -> Result:
             "sellout_s": round(median, 3),
             "sellout_limit_s": round(limit, 3),
             "client_cpu_per_s": client_busy,
+            "first_answer_and_100th_success_ms": ramp,
             "note": "p50/p99 here are when answers arrived after the start, not per-request "
             "latency; client_cpu_per_s is the load client's CPU seconds per second of each "
             "round (near 1: the client, one Python process, sets the pace)",
