@@ -13,7 +13,7 @@ instead (4 clients; figures per event), as ``bulk_ingest`` does.
 ``BENCH_CLIENTS``, ``BENCH_SECONDS`` and ``BENCH_RUNS`` change the defaults; ``BENCH_PYSPY=1``
 also records each server process with py-spy (200 Hz, raw stacks in
 ``bench/results/pyspy-<pid>.txt``; py-spy is not installed by the project: ``pip install
-py-spy``).
+py-spy``); ``BENCH_PYSPY=native`` records C frames too (libpq, system calls).
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ def main() -> None:
     seconds = float(os.environ.get("BENCH_SECONDS", "6"))
     runs = int(os.environ.get("BENCH_RUNS", "1"))
     pyspy = os.environ.get("BENCH_PYSPY", "") not in ("", "0")
+    native = ("--native",) if os.environ.get("BENCH_PYSPY") == "native" else ()
     with postgresql_database("cost") as database:
         url = sqlalchemy_url(database)
         cli(url, "db", "upgrade")
@@ -111,7 +112,8 @@ def main() -> None:
                 spies = [
                     subprocess.Popen(
                         [
-                            *(_pyspy(), "record", "-r", "200", "-f", "raw", "-p", str(pid)),
+                            *(_pyspy(), "record", *native, "-r", "200", "-f", "raw"),
+                            *("-p", str(pid)),
                             *("-d", str(int(seconds)), "-o", str(RESULTS / f"pyspy-{pid}.txt")),
                         ],
                         stdout=subprocess.DEVNULL,
