@@ -35,14 +35,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pids: list[int]) -> float:
+def _cpu_seconds(pids: list[int], *, kernel_only: bool = False) -> float:
+    """CPU seconds the processes used so far: user and system time, or system time only."""
     total = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except FileNotFoundError:
             continue  # ended between listing and reading
-        total += int(fields[11]) + int(fields[12])  # utime, stime
+        total += int(fields[12]) + (0 if kernel_only else int(fields[11]))  # stime, utime
     return total / TICKS
 
 
@@ -123,8 +124,10 @@ def main() -> None:
                 ]
                 commits = _commits(database)
                 python, postgresql = _cpu_seconds(workers), _cpu_seconds(_postgresql_processes())
+                kernel = _cpu_seconds(workers, kernel_only=True)
                 run = load(seconds)
                 python = _cpu_seconds(workers) - python
+                kernel = _cpu_seconds(workers, kernel_only=True) - kernel
                 postgresql = _cpu_seconds(_postgresql_processes()) - postgresql
                 commits = _commits(database) - commits
                 for spy in spies:
@@ -140,6 +143,7 @@ def main() -> None:
                             "p99_ms": run.p99_ms,
                             "statuses": run.statuses,
                             "server_cpu_us_per_op": round(python / done * 1e6),
+                            "of_which_kernel_us": round(kernel / done * 1e6),
                             "postgresql_cpu_us_per_op": round(postgresql / done * 1e6),
                             "ops_per_commit": round(done / max(commits, 1), 1),
                         }

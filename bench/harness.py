@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from sqlalchemy import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -139,7 +140,7 @@ def postgresql_database(prefix: str) -> Iterator[str]:
     name = f"{prefix}_{secrets.token_hex(4)}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     try:
         yield url
     finally:
@@ -148,7 +149,9 @@ def postgresql_database(prefix: str) -> Iterator[str]:
 
 
 def sqlalchemy_url(libpq_url: str) -> str:
-    return libpq_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    """The libpq URL for SQLAlchemy (with psycopg), its query (``?host=/run/postgresql`` for a
+    Unix socket, say) kept."""
+    return make_url(libpq_url).set(drivername="postgresql+psycopg").render_as_string(False)
 
 
 def cli(database_url: str, *args: str) -> str:
