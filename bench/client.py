@@ -4,12 +4,12 @@ Modes (each prints one JSON line):
 
 - ``burst``: send ``total`` POSTs with ``concurrency`` in flight; every answer's status and the
   time it arrived (the flash sale).
-
-``burst`` and ``open`` also report the client's own CPU time (``cpu_seconds``) over their
-``seconds``: near 1 CPU second per second, the client, not the server, sets the pace.
 - ``open``: open-loop POSTs at ``rate`` per second for ``seconds``; latency is measured from when
   each request was *due*, so a stalled server cannot hide its queue (no coordinated omission).
 - ``serial``: one client, one request after another (idle latency, query latency).
+
+``burst`` and ``open`` also report the client's own CPU time (``cpu_seconds``) over their
+``seconds``: near 1 CPU second per second, the client, not the server, sets the pace.
 
 Bodies come from ``body`` (a JSON object, ``{id}`` replaced by a unique id) or ``bodies``
 (a list used round-robin).
