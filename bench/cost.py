@@ -3,9 +3,11 @@
 ``python -m bench.cost`` serves a new PostgreSQL database with ``ringfence serve --workers 2``,
 consumes one product over HTTP with wrk (64 clients, 6 s) and prints, per acknowledged consume,
 the CPU time of the server processes and of every PostgreSQL process (from ``/proc``), and the
-transactions committed. Throughput on a shared 2-core machine moves with everything else it
-runs; CPU per operation moves much less, so two versions are compared by alternating runs of
-this command (``PYTHONPATH=<other checkout>/src`` serves the other version).
+transactions committed, with one server process's batch figures from ``/metrics`` (mean batch
+size, mean time of each step of a batch). Throughput on a shared 2-core machine moves with
+everything else it runs; CPU per operation moves much less, so two versions are compared by
+alternating runs of this command (``PYTHONPATH=<other checkout>/src`` serves the other
+version).
 
 ``BENCH_WORKLOAD=bulk`` posts on-hand bulk calls of 512 events at random products of 10,000
 instead (4 clients; figures per event), as ``bulk_ingest`` does.
@@ -26,6 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import psycopg
 
 from bench.harness import Run, cli, postgresql_database, ringfence_server, sqlalchemy_url
@@ -61,6 +64,29 @@ def _postgresql_processes() -> list[int]:
 def _pyspy() -> str:
     beside = Path(sys.executable).parent / "py-spy"
     return str(beside) if beside.exists() else (shutil.which("py-spy") or "py-spy")
+
+
+def _batches(url: str) -> dict[str, float]:
+    """Mean batch size and mean time of each step of a batch, from ``/metrics`` (the figures
+    of whichever server process answers: each process counts its own)."""
+    sums: dict[tuple[str, str], float] = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        name, _, value = line.rpartition(" ")
+        for metric in ("ringfence_batch_operations", "ringfence_batch_duration_seconds"):
+            for part in ("_sum", "_count"):
+                if name.startswith(metric + part + "{"):
+                    step = name.partition('step="')[2].partition('"')[0]
+                    key = (metric + ("." + step if step else ""), part)
+                    sums[key] = sums.get(key, 0.0) + float(value)
+    figures = {}
+    for (metric, part), total in sums.items():
+        if part == "_sum" and sums.get((metric, "_count")):
+            mean = total / sums[(metric, "_count")]
+            label = metric.replace("ringfence_batch_operations", "batch_size_mean").replace(
+                "ringfence_batch_duration_seconds.", "batch_ms_"
+            )
+            figures[label] = round(mean if label == "batch_size_mean" else mean * 1000, 2)
+    return dict(sorted(figures.items()))
 
 
 def _commits(database: str) -> int:
@@ -146,6 +172,7 @@ def main() -> None:
                             "of_which_kernel_us": round(kernel / done * 1e6),
                             "postgresql_cpu_us_per_op": round(postgresql / done * 1e6),
                             "ops_per_commit": round(done / max(commits, 1), 1),
+                            "one_process": _batches(server.url),
                         }
                     )
                     + "\n"

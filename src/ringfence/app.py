@@ -131,6 +131,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     )
     app.state.readiness = services.readiness
     metrics: Metrics = health.install_metrics(app)
+    services.observe_batches(metrics.batch)
     install_error_handlers(app)
     for router in API_ROUTERS:
         app.include_router(router)

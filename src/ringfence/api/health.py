@@ -17,6 +17,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ringfence.api.jsonio import JsonResponse
+from ringfence.services.ports import BatchTiming
 
 __all__ = ["Metrics", "router"]
 
@@ -37,6 +38,22 @@ class Metrics:
             ["method", "route", "status"],
             registry=self.registry,
         )
+        self.batch_operations = Histogram(
+            "ringfence_batch_operations",
+            "Operations decided together in one committed transaction (coalesced single calls, "
+            "or a bulk call), by kind",
+            ["kind"],
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+        )
+        self.batch_seconds = Histogram(
+            "ringfence_batch_duration_seconds",
+            "Time of a committed batch in each step: lock_and_read (locks taken, state read), "
+            "decide (in process, under the locks), write_and_commit (which releases them)",
+            ["kind", "step"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+        )
         self.latency = Histogram(
             "ringfence_http_request_duration_seconds",
             "Time to answer HTTP requests, by route template",
@@ -44,6 +61,17 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+
+    def batch(self, timing: BatchTiming) -> None:
+        """Record one committed batch (a :data:`~ringfence.services.ports.BatchObserver`)."""
+        kind = timing.kind.value
+        self.batch_operations.labels(kind).observe(timing.operations)
+        for step, seconds in (
+            ("lock_and_read", timing.lock_and_read),
+            ("decide", timing.decide),
+            ("write_and_commit", timing.write_and_commit),
+        ):
+            self.batch_seconds.labels(kind, step).observe(seconds)
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         async def record(scope: Scope, receive: Receive, send: Send) -> None:

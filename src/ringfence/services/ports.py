@@ -7,7 +7,7 @@ it wrote is visible to others, or kept, until :meth:`UnitOfWork.commit`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -353,6 +353,23 @@ class UnitOfWork(Protocol):
         ...
 
     async def commit(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTiming:
+    """Where a committed batch's time went, in seconds: taking its partitions' locks and
+    reading what it needs, deciding its operations (in process, under the locks), and writing
+    and committing (which releases them)."""
+
+    kind: OperationKind
+    operations: int
+    lock_and_read: float
+    decide: float
+    write_and_commit: float
+
+
+BatchObserver = Callable[[BatchTiming], None]
+"""Told of every committed batch (the API turns them into metrics)."""
 
 
 @dataclass(frozen=True)

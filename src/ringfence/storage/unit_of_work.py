@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,8 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ringfence.domain.errors import Unavailable
 from ringfence.services.ports import (
+    BatchObserver,
     BatchReads,
     BatchState,
+    BatchTiming,
     BatchWrites,
     DuplicateOperation,
     UnitOfWork,
@@ -39,8 +42,11 @@ RETRY_AFTER_SECONDS = 2
 
 
 class SqlUnitOfWork:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, observer: BatchObserver | None = None) -> None:
         self._connection = connection
+        self._observer = observer
+        self._batch: tuple[BatchReads, float, float] | None = None
+        """The batch read last: its reads, when they were sent and when they were answered."""
         self.environments = SqlEnvironmentRepository(connection)
         self.configurations = SqlConfigurationRepository(connection)
         self.tokens = SqlTokenRepository(connection)
@@ -52,6 +58,12 @@ class SqlUnitOfWork:
         self.sessions = SqlSessionRepository(connection)
 
     async def lock_and_read(self, reads: BatchReads) -> BatchState:
+        started = time.perf_counter()
+        state = await self._lock_and_read(reads)
+        self._batch = (reads, started, time.perf_counter())
+        return state
+
+    async def _lock_and_read(self, reads: BatchReads) -> BatchState:
         """On PostgreSQL, one round trip (two when reservations are read: their measures come
         with them): the lock and the reads sent together in pipeline mode, which the server
         runs in order, each read after the locks are taken; the transaction's BEGIN goes with
@@ -104,6 +116,21 @@ class SqlUnitOfWork:
 
     async def write_and_commit(self, writes: BatchWrites) -> None:
         """On PostgreSQL, one round trip: the upserts, the journal's rows and COMMIT."""
+        started = time.perf_counter()
+        await self._write_and_commit(writes)
+        if self._observer is not None and self._batch is not None:
+            reads, sent, answered = self._batch
+            self._observer(
+                BatchTiming(
+                    kind=reads.kind,
+                    operations=len(reads.operation_ids),
+                    lock_and_read=answered - sent,
+                    decide=started - answered,
+                    write_and_commit=time.perf_counter() - started,
+                )
+            )
+
+    async def _write_and_commit(self, writes: BatchWrites) -> None:
         environment = writes.environment_id
         try:
             await written(
@@ -134,6 +161,8 @@ class SqlUnitOfWorkFactory:
 
     def __init__(self, database: Database) -> None:
         self.database = database
+        self.observer: BatchObserver | None = None
+        """Told of every committed batch's timing (:meth:`Container.observe_batches`)."""
 
     @asynccontextmanager
     async def __call__(self, *, read_only: bool = False) -> AsyncIterator[UnitOfWork]:
@@ -143,12 +172,12 @@ class SqlUnitOfWorkFactory:
             async with engine.connect() as connection:
                 await connection.begin()
                 if not deferred:
-                    yield SqlUnitOfWork(connection)
+                    yield SqlUnitOfWork(connection, self.observer)
                     return
                 info = connection.sync_connection.info  # type: ignore[union-attr]
                 defer_begin(info)
                 try:
-                    yield SqlUnitOfWork(connection)
+                    yield SqlUnitOfWork(connection, self.observer)
                 finally:
                     defer_begin(info, False)
         except (DBAPIError, PoolTimeout) as error:
