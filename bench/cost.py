@@ -12,10 +12,10 @@ version).
 ``BENCH_WORKLOAD=bulk`` posts on-hand bulk calls of 512 events at random products of 10,000
 instead (4 clients; figures per event), as ``bulk_ingest`` does.
 
-``BENCH_CLIENTS``, ``BENCH_SECONDS`` and ``BENCH_RUNS`` change the defaults; ``BENCH_PYSPY=1``
-also records each server process with py-spy (200 Hz, raw stacks in
-``bench/results/pyspy-<pid>.txt``; py-spy is not installed by the project: ``pip install
-py-spy``); ``BENCH_PYSPY=native`` records C frames too (libpq, system calls).
+``BENCH_CLIENTS``, ``BENCH_SECONDS``, ``BENCH_RUNS`` and ``BENCH_WORKERS`` (server processes)
+change the defaults; ``BENCH_PYSPY=1`` also records each server process with py-spy (200 Hz,
+raw stacks in ``bench/results/pyspy-<pid>.txt``; py-spy is not installed by the project:
+``pip install py-spy``); ``BENCH_PYSPY=native`` records C frames too (libpq, system calls).
 """
 
 from __future__ import annotations
@@ -103,12 +103,13 @@ def main() -> None:
     clients = int(os.environ.get("BENCH_CLIENTS", "4" if bulk else "64"))
     seconds = float(os.environ.get("BENCH_SECONDS", "6"))
     runs = int(os.environ.get("BENCH_RUNS", "1"))
+    processes = int(os.environ.get("BENCH_WORKERS", "2"))
     pyspy = os.environ.get("BENCH_PYSPY", "") not in ("", "0")
     native = ("--native",) if os.environ.get("BENCH_PYSPY") == "native" else ()
     with postgresql_database("cost") as database:
         url = sqlalchemy_url(database)
         cli(url, "db", "upgrade")
-        with ringfence_server(url, workers=2) as server:
+        with ringfence_server(url, workers=processes) as server:
             bench = Bench(
                 database=database,
                 ringfence=server,
@@ -134,7 +135,8 @@ def main() -> None:
                 )
 
             load(2)  # warm-up
-            workers = _descendants(server.process.pid)
+            # One worker serves in the process started; more are its children.
+            workers = _descendants(server.process.pid) or [server.process.pid]
             for _ in range(runs):
                 spies = [
                     subprocess.Popen(
@@ -163,6 +165,7 @@ def main() -> None:
                     json.dumps(
                         {
                             "clients": clients,
+                            "workers": processes,
                             "workload": "bulk" if bulk else "hot",
                             "ops_per_s": round(run.ops_per_s * events),
                             "p50_ms": run.p50_ms,
