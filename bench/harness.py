@@ -148,10 +148,13 @@ def postgresql_database(prefix: str) -> Iterator[str]:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def sqlalchemy_url(libpq_url: str) -> str:
-    """The libpq URL for SQLAlchemy (with psycopg), its query (``?host=/run/postgresql`` for a
-    Unix socket, say) kept."""
-    return make_url(libpq_url).set(drivername="postgresql+psycopg").render_as_string(False)
+def sqlalchemy_url(database_url: str) -> str:
+    """A libpq URL for SQLAlchemy (with psycopg), its query (``?host=/run/postgresql`` for a
+    Unix socket, say) kept; any other URL (SQLite's) as it is."""
+    url = make_url(database_url)
+    if url.drivername != "postgresql":
+        return database_url
+    return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
 def cli(database_url: str, *args: str) -> str:
