@@ -58,18 +58,19 @@ class SqlUnitOfWork:
         self.sessions = SqlSessionRepository(connection)
 
     async def lock_and_read(self, reads: BatchReads) -> BatchState:
-        started = time.perf_counter()
-        state = await self._lock_and_read(reads)
-        self._batch = (reads, started, time.perf_counter())
-        return state
-
-    async def _lock_and_read(self, reads: BatchReads) -> BatchState:
         """On PostgreSQL, one round trip (two when reservations are read: their measures come
         with them): the lock and the reads sent together in pipeline mode, which the server
         runs in order, each read after the locks are taken; the transaction's BEGIN goes with
         them when they are its first statements. Under load, every round trip
         inside the locks also waited for the event loop's other work while holding them.
         """
+        started = time.perf_counter()
+        state = await self._lock_and_read(reads)
+        self._batch = (reads, started, time.perf_counter())
+        return state
+
+    async def _lock_and_read(self, reads: BatchReads) -> BatchState:
+        """The reads of :meth:`lock_and_read`."""
         if self._connection.dialect.name != "postgresql":
             return await lock_and_read_in_turn(self, reads)
         environment, needs = reads.environment_id, reads.needs
@@ -115,7 +116,8 @@ class SqlUnitOfWork:
         )
 
     async def write_and_commit(self, writes: BatchWrites) -> None:
-        """On PostgreSQL, one round trip: the upserts, the journal's rows and COMMIT."""
+        """On PostgreSQL, one round trip: the upserts, the journal's rows and COMMIT. Then the
+        observer, if any, is told how long the batch took in each step."""
         started = time.perf_counter()
         await self._write_and_commit(writes)
         if self._observer is not None and self._batch is not None:
