@@ -313,15 +313,17 @@ class _Repository:
             tuple(sorted(filters)),
             tuple(c.name for c in selected),
         )
-        common: dict[str, Any] = {
-            "environment_id": environment_id,
-            **{f"where_{name}": value for name, value in filters.items()},
-        }
         if not keys:
             statements: tuple[tuple[Any, Any], ...] = ()
         elif dialect == "postgresql":
-            statements = ((statement, {**common, "keys": orjson.dumps(keys).decode()}),)
+            given = (environment_id, *(filters[name] for name in sorted(filters)))
+            tuples = [(*key, *given) for key in keys]
+            statements = ((statement, {"keys": orjson.dumps(tuples).decode()}),)
         else:
+            common: dict[str, Any] = {
+                "environment_id": environment_id,
+                **{f"where_{name}": value for name, value in filters.items()},
+            }
             statements = tuple(
                 (statement, {**common, "keys": list(chunk)}) for chunk in _chunks(keys)
             )
@@ -366,22 +368,27 @@ def _keyed_lookup(
     environment's rows whenever a table had grown faster than autovacuum analyzed it (the
     journal under a flash sale: 21 ms instead of 0.4 ms for 128 ids at 8,000 entries, and
     growing with the table).
+
+    The environment and the ``filters`` values travel in each key's tuple too, after its
+    columns, rather than as parameters of their own: compared with a constant, an environment
+    that the statistics have not seen yet (a new one, filling fast) looked so rare that the
+    planner scanned all its rows by another index for every key (9 s instead of 7 ms for 129
+    journal ids among the new environment's 100,000 entries).
     """
-    conditions = [
-        table.c.environment_id == bindparam("environment_id"),
-        *(table.c[name] == bindparam(f"where_{name}") for name in filters),
-    ]
+    compared = ("environment_id", *columns, *filters)
     output: list[Any] = [table.c[name] for name in selected] or [table]
     if dialect != "postgresql":
         keyed = tuple_(*(table.c[name] for name in columns))
-        return select(*output).where(*conditions, keyed.in_(bindparam("keys", expanding=True)))
+        return select(*output).where(
+            table.c.environment_id == bindparam("environment_id"),
+            *(table.c[name] == bindparam(f"where_{name}") for name in filters),
+            keyed.in_(bindparam("keys", expanding=True)),
+        )
     wanted = _json_tuples("keys", "wanted")
+    order = (*columns, "environment_id", *filters)
     match = (
         select(*output)
-        .where(
-            *conditions,
-            *(table.c[column] == _item(wanted, n) for n, column in enumerate(columns)),
-        )
+        .where(*(table.c[name] == _item(wanted, order.index(name)) for name in compared))
         .offset(0)
         .lateral("match")
     )
