@@ -31,10 +31,9 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from bench.harness import Run, cli, postgresql_database, ringfence_server, sqlalchemy_url
+from bench.harness import RESULTS, Run, cli, postgresql_database, ringfence_server, sqlalchemy_url
 from bench.workloads import BULK_EVENTS, HOT_PATH, Bench, hot_wrk, onhand_wrk, setup
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -137,6 +136,8 @@ def main() -> None:
             load(2)  # warm-up
             # One worker serves in the process started; more are its children.
             workers = _descendants(server.process.pid) or [server.process.pid]
+            if pyspy:
+                RESULTS.mkdir(parents=True, exist_ok=True)
             for _ in range(runs):
                 spies = [
                     subprocess.Popen(

@@ -35,6 +35,8 @@ BIN = Path(sys.executable).parent
 RINGFENCE = str(BIN / "ringfence")
 ADMIN_URL = os.environ.get("BENCH_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432/postgres")
 LUA = Path(__file__).resolve().parent / "lua"
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
+"""Where runs write ``latest.json`` (and ``bench.cost`` its profiles): ``BENCH_RESULTS``."""
 
 
 class BenchError(RuntimeError):

@@ -22,6 +22,7 @@ from rich.table import Table
 from bench import workloads
 from bench.harness import (
     RAW_HOT_UPDATE,
+    RESULTS,
     BenchError,
     cli,
     machine,
@@ -37,7 +38,6 @@ from bench.harness import (
 from bench.workloads import Bench, Result
 from ringfence.domain.access import Role
 
-RESULTS = Path(__file__).resolve().parent / "results"
 RAW_CLIENTS_MAX = 64
 console = Console(width=None if sys.stdout.isatty() else 160)
 
@@ -158,7 +158,7 @@ def _run(chosen: list[str], *, full: bool, workers: int, seconds: float) -> int:
     }
     if sweep:
         report["hot_consume_sweep"] = sweep
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     if full and sweep:
         (RESULTS / "full.json").write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -1,0 +1,77 @@
+"""``make bench`` as a developer runs it, on its shortest settings: the hot_consume workload
+against real servers, wrk and pgbench, with the results file the issue's tooling reads and
+DESIGN §2's invariants counted, not assumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import make_url
+
+from tests.conftest import IN_CI, POSTGRESQL_ADMIN_URL, require_postgresql
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYS = {"ops_per_s", "p50_ms", "p99_ms", "baseline", "baseline_ops_per_s", "ratio", "oversold"}
+
+
+def require_tools() -> None:
+    missing = [tool for tool in ("wrk", "pgbench") if shutil.which(tool) is None]
+    if not missing:
+        return
+    reason = f"the benchmark needs {' and '.join(missing)} (Debian: apt-get install wrk)"
+    if IN_CI:
+        pytest.fail(f"{reason}; CI=true: the benchmark's test must run")
+    pytest.skip(reason)
+
+
+def test_the_hot_consume_workload_runs_and_counts_its_invariants(tmp_path: Path) -> None:
+    require_postgresql()
+    require_tools()
+    env = {
+        **os.environ,
+        "BENCH_ONLY": "hot_consume",
+        "BENCH_SECONDS": "1",
+        "BENCH_RESULTS": str(tmp_path),
+        "BENCH_POSTGRESQL": make_url(POSTGRESQL_ADMIN_URL)
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False),
+    }
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bench"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((tmp_path / "latest.json").read_text())
+    assert report["machine"]["cpus"] >= 1
+    assert report["machine"]["mode"] == "quick"
+    assert set(report["workloads"]) == {"hot_consume_32", "hot_consume_64"}
+    for name, figures in report["workloads"].items():
+        assert KEYS <= set(figures), name
+        assert figures["baseline"] == "raw_hot_update"
+        assert figures["ops_per_s"] > 0
+        assert figures["baseline_ops_per_s"] > 0
+        assert figures["ratio"] == pytest.approx(
+            figures["ops_per_s"] / figures["baseline_ops_per_s"], abs=0.001
+        )
+        assert figures["p50_ms"] <= figures["p99_ms"]
+        # None sold beyond what was allocated, every acknowledged consume committed.
+        assert figures["oversold"] == 0
+        assert figures["undersold"] == 0
+        assert figures["invariant_violations"] == 0
+        assert figures["lost"] == 0
+        # wrk stops with requests in flight: committed, never answered to it (3 rounds).
+        in_flight = 3 * figures["clients"]
+        assert 0 < figures["acknowledged"] <= figures["committed"]
+        assert figures["committed"] <= figures["acknowledged"] + in_flight
