@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -278,6 +278,16 @@ async def written(connection: AsyncConnection, *writes: _Write, commit: bool = F
             await driver.commit()
     if commit:
         await connection.commit()
+
+
+@contextmanager
+def journal_keys() -> Iterator[None]:
+    """Around writes that include journal rows: a key violation is the journal's (kind, id),
+    the only key they do not upsert, raised as :class:`DuplicateOperation`."""
+    try:
+        yield
+    except IntegrityError as error:
+        raise DuplicateOperation(str(error.orig)) from error
 
 
 class _Repository:
@@ -1226,10 +1236,8 @@ class SqlJournalRepository(_Repository):
         )
 
     async def append(self, environment_id: str, entries: Sequence[JournalEntry]) -> None:
-        try:
+        with journal_keys():
             await written(self._connection, self.append_write(environment_id, entries))
-        except IntegrityError as error:
-            raise DuplicateOperation(str(error.orig)) from error
 
     def append_write(self, environment_id: str, entries: Sequence[JournalEntry]) -> _Write:
         """The entries' rows; a duplicate (kind, id) fails it with an ``IntegrityError``."""

@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -17,7 +17,6 @@ from ringfence.services.ports import (
     BatchState,
     BatchTiming,
     BatchWrites,
-    DuplicateOperation,
     UnitOfWork,
     lock_and_read_in_turn,
 )
@@ -32,6 +31,7 @@ from ringfence.storage.repositories import (
     SqlReservationRepository,
     SqlSessionRepository,
     SqlTokenRepository,
+    journal_keys,
     pipelined,
     written,
 )
@@ -134,7 +134,7 @@ class SqlUnitOfWork:
 
     async def _write_and_commit(self, writes: BatchWrites) -> None:
         environment = writes.environment_id
-        try:
+        with journal_keys():
             await written(
                 self._connection,
                 self.onhand.save_write(environment, writes.measures),
@@ -143,8 +143,6 @@ class SqlUnitOfWork:
                 self.journal.append_write(environment, writes.entries),
                 commit=True,
             )
-        except IntegrityError as error:  # the journal's (kind, id): the only key not upserted
-            raise DuplicateOperation(str(error.orig)) from error
 
     async def commit(self) -> None:
         await self._connection.commit()
