@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import unicodedata
 from collections.abc import Callable
 from random import Random
 
@@ -17,7 +18,12 @@ from ringfence.domain.configuration import (
     default_configuration,
     parse_configuration,
 )
-from ringfence.domain.dimensions import BASE_DIMENSIONS, MAX_DIMENSION_VALUE_LENGTH, Dimensions
+from ringfence.domain.dimensions import (
+    BASE_DIMENSIONS,
+    MAX_DIMENSION_VALUE_LENGTH,
+    Dimensions,
+    check_text,
+)
 from ringfence.domain.errors import Invalid
 
 LOCATION = ("dimensions",)
@@ -240,3 +246,29 @@ def test_a_request_with_too_many_dimensions_is_refused_before_reading_them() -> 
 
     assert refused.value.code == "invalid-dimensions"
     assert len(refused.value.issues) == 1
+
+
+@given(st.text(max_size=20))
+@settings(max_examples=500)
+def test_text_is_refused_exactly_when_a_character_is_of_category_c(text: str) -> None:
+    has_control = any(unicodedata.category(char).startswith("C") for char in text)
+    if text and not has_control:
+        assert check_text(text, LOCATION, max_length=100, what="a value") == text
+    else:
+        with pytest.raises(Invalid) as refused:
+            check_text(text, LOCATION, max_length=100, what="a value")
+        assert refused.value.code == "invalid-identifier"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["tab\there", "nul\x00", "soft\xadhyphen", "zero\u200bwidth", "lone\ud800", "private\ue000"],
+)
+def test_control_format_surrogate_and_private_characters_are_refused(text: str) -> None:
+    with pytest.raises(Invalid, match="control characters"):
+        check_text(text, LOCATION, max_length=100, what="a value")
+
+
+@pytest.mark.parametrize("text", ["no\xa0break", "ideographic\u3000space", "line\u2028sep"])
+def test_separators_other_than_the_space_are_allowed(text: str) -> None:
+    assert check_text(text, LOCATION, max_length=100, what="a value") == text

@@ -60,7 +60,10 @@ def check_text(value: object, location: Location, *, max_length: int, what: str)
         raise _invalid(
             "invalid-identifier", location, f"{what} must be at most {max_length} characters"
         )
-    if any(unicodedata.category(char)[0] == "C" for char in value):
+    # isprintable() is False for every control, format, surrogate, private-use or unassigned
+    # character (category C), and for separators other than the space, which are allowed: the
+    # character-by-character check runs only then (at C speed otherwise, on every id and value).
+    if not value.isprintable() and any(unicodedata.category(char)[0] == "C" for char in value):
         raise _invalid(
             "invalid-identifier", location, f"{what} must not contain control characters"
         )
