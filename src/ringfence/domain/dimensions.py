@@ -80,6 +80,10 @@ def _invalid(code: str, location: Location, message: str) -> Invalid:
     return Invalid(code, f"{issue.path}: {message}", issues=(issue,))
 
 
+_KEY_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""Writes :attr:`Dimensions.key` (built once: ``json.dumps`` with options builds one per call)."""
+
+
 class Dimensions(Mapping[str, str]):
     """An immutable set of base dimension values, ordered by :data:`BASE_DIMENSIONS`."""
 
@@ -88,7 +92,7 @@ class Dimensions(Mapping[str, str]):
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         ordered = tuple(sorted(items, key=lambda item: (_ORDER.get(item[0], len(_ORDER)), item[0])))
         self._items: dict[str, str] = dict(ordered)
-        self._key = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False)
+        self._key = _KEY_ENCODER.encode(ordered)
 
     @classmethod
     def from_key(cls, key: str) -> Dimensions:

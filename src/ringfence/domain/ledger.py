@@ -111,6 +111,10 @@ class LevelTotals:
 # -- allocations --------------------------------------------------------------------------------
 
 
+_PATH_KEY_ENCODER = json.JSONEncoder(separators=(",", ":"))
+"""Writes :attr:`GroupPath.key` (built once: ``json.dumps`` with options builds one per call)."""
+
+
 @dataclass(frozen=True, slots=True)
 class GroupPath:
     """Allocation group values filled top-down without gaps: ``[Web, VIP, US]``."""
@@ -120,7 +124,7 @@ class GroupPath:
 
     @property
     def key(self) -> str:
-        return json.dumps([list(item) for item in self.items], separators=(",", ":"))
+        return _PATH_KEY_ENCODER.encode([list(item) for item in self.items])
 
     @classmethod
     def from_key(cls, key: str) -> GroupPath:
