@@ -144,6 +144,9 @@ async def _attempt(
         assumed = last_loaded(environment_id) or await load_configuration(work, environment_id)
         configuration = assumed.configuration
         prepared: list[Op | ItemResult] = []
+        # What each operation means (its record and fingerprint) does not depend on the stored
+        # state: worked out before the locks, which the batch then holds for less time.
+        meanings: dict[int, tuple[dict[str, object], str]] = {}
         for index, request in enumerate(requests):
             try:
                 # Scope first: a refusal must not tell what exists in another organization.
@@ -154,6 +157,8 @@ async def _attempt(
                 principal.require_organization(operation.partition.organization_id)
                 if authorize is not None:
                     authorize(operation)
+                record = operation.to_record()
+                meanings[index] = (record, fingerprint(operation.kind, record))
                 prepared.append(operation)
             except RingfenceError as error:
                 prepared.append(ItemResult.refused(index, _request_id(request), error))
@@ -199,12 +204,10 @@ async def _attempt(
                 results.append(item)
                 continue
             operation = item
-            record = operation.to_record()
+            record, meaning = meanings[index]
             previous = known.get(operation.id)
             if previous is not None:
-                results.append(
-                    _replay(index, operation, fingerprint(operation.kind, record), previous)
-                )
+                results.append(_replay(index, operation, meaning, previous))
                 continue
             try:
                 applied = apply(operation, ledger, context)
@@ -216,7 +219,7 @@ async def _attempt(
                 kind=kind,
                 operation_id=operation.id,
                 partition=operation.partition,
-                fingerprint=fingerprint(operation.kind, record),
+                fingerprint=meaning,
                 request=record,
                 effects=applied.effects,
                 result=body,
