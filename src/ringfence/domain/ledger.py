@@ -247,6 +247,11 @@ class Needs:
         self.allocations |= other.allocations
         self.reservations |= other.reservations
 
+    def measures_with(self, reservations: Iterable[Reservation]) -> set[MeasureKey]:
+        """The measures to load once ``reservations`` (those asked for) are read: each one's
+        measure comes with it, since unreserving changes it."""
+        return self.measures | {reservation.key for reservation in reservations}
+
 
 class Ledger:
     """The loaded state of a batch; operations change it only through these methods."""

@@ -431,8 +431,7 @@ async def lock_and_read_in_turn(work: UnitOfWork, reads: BatchReads) -> BatchSta
     reservations = (
         await work.reservations.load(environment, needs.reservations) if needs.reservations else {}
     )
-    # A reservation's measure comes with it: unreserving changes it.
-    measure_keys = needs.measures | {reservation.key for reservation in reservations.values()}
+    measure_keys = needs.measures_with(reservations.values())
     return BatchState(
         known=known,
         measures=await work.onhand.load(environment, measure_keys),

@@ -87,7 +87,7 @@ class SqlUnitOfWork:
                 find,
                 self.reservations.load_read(environment, needs.reservations),
             )
-            measure_keys = needs.measures | {item.key for item in reserved.values()}
+            measure_keys = needs.measures_with(reserved.values())
             measures, sums, allocated = await pipelined(
                 self._connection,
                 self.onhand.load_read(environment, measure_keys),
