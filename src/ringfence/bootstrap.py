@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from ringfence.services.ports import BatchObserver, UnitOfWorkFactory
+from ringfence.services.ports import BatchObserver
 from ringfence.settings import Settings
 from ringfence.storage.engine import Database, open_database
 from ringfence.storage.migrate import current_revision, head_revision, upgrade
@@ -22,15 +22,14 @@ __all__ = ["Container", "build", "schema_status", "upgrade_schema"]
 class Container:
     settings: Settings
     database: Database
-    uow: UnitOfWorkFactory
+    uow: SqlUnitOfWorkFactory
 
     async def close(self) -> None:
         await self.database.dispose()
 
     def observe_batches(self, observer: BatchObserver | None) -> None:
         """Tell ``observer`` of every batch the units of work commit (None: nobody)."""
-        if isinstance(self.uow, SqlUnitOfWorkFactory):
-            self.uow.observer = observer
+        self.uow.observer = observer
 
     async def readiness(self) -> str | None:
         """None when the database answers with the schema this code needs; else why not."""
