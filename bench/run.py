@@ -62,9 +62,13 @@ def main() -> int:
     chosen = only or list(ALL)
     workers = int(os.environ.get("BENCH_WORKERS", "2"))
     seconds = float(os.environ.get("BENCH_SECONDS", "10" if full else "2"))
+    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
+    if rounds < 1:
+        console.print("[red]BENCH_ROUNDS must be at least 1")
+        return 2
     try:
         require_tools()
-        return _run(chosen, full=full, workers=workers, seconds=seconds)
+        return _run(chosen, full=full, workers=workers, seconds=seconds, rounds=rounds)
     except BenchError as error:
         console.print(f"[bold red]bench failed:[/] {error}")
         return 1
@@ -74,14 +78,14 @@ def _say(message: str) -> None:
     console.print(f"  {message}")
 
 
-def _run(chosen: list[str], *, full: bool, workers: int, seconds: float) -> int:
+def _run(chosen: list[str], *, full: bool, workers: int, seconds: float, rounds: int) -> int:
     started = time.perf_counter()
     results: list[Result] = []
     sweep: dict[str, list[dict[str, float]]] = {}
     info = machine()
     console.print(
         f"[bold]Ringfence benchmarks[/] ({'full' if full else 'quick'} mode, {seconds:g} s runs, "
-        f"{workers} server workers, median of 3) on {info['cpus']} x {info['cpu_model']}"
+        f"{workers} server workers, median of {rounds}) on {info['cpus']} x {info['cpu_model']}"
     )
     with ExitStack() as stack:
         database = stack.enter_context(postgresql_database("ringfence_bench"))
@@ -91,7 +95,7 @@ def _run(chosen: list[str], *, full: bool, workers: int, seconds: float) -> int:
         query_token = workloads.issue_token(database, workloads.QUERY_ENVIRONMENT, Role.READER)
         ringfence = stack.enter_context(ringfence_server(url, workers=workers))
         trivial_pg = stack.enter_context(trivial_server(workers=workers))
-        bench = Bench(database, ringfence, trivial_pg, bench_token, seconds, 3, _say, full)
+        bench = Bench(database, ringfence, trivial_pg, bench_token, seconds, rounds, _say, full)
 
         def step(name: str) -> None:
             console.print(f"[cyan]{name}[/] ({time.perf_counter() - started:.0f} s)")
@@ -152,6 +156,7 @@ def _run(chosen: list[str], *, full: bool, workers: int, seconds: float) -> int:
             "mode": "full" if full else "quick",
             "seconds_per_run": seconds,
             "server_workers": workers,
+            "rounds": rounds,
             "elapsed_s": round(elapsed, 1),
         },
         "workloads": {result.name: result.as_json() for result in results},
