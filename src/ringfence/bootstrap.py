@@ -49,7 +49,8 @@ class Container:
 def build(settings: Settings | None = None) -> Container:
     settings = settings or Settings()
     database = open_database(settings.database_url, pool_size=settings.pool_size)
-    return Container(settings, database, SqlUnitOfWorkFactory(database))
+    uow = SqlUnitOfWorkFactory(database, consume_at_once=settings.consume_at_once)
+    return Container(settings, database, uow)
 
 
 def upgrade_schema(database_url: str) -> None:

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from ringfence.domain.operations import OperationKind
 from ringfence.services.ports import StoredConfiguration, UnitOfWorkFactory
 from tests.conftest import TokenFactory
-from tests.integration.support import Api, Json, assert_problem, event, locations
+from tests.integration.support import SITE, Api, Json, assert_problem, event, locations
 
 pytestmark = pytest.mark.asyncio
 
@@ -419,3 +420,33 @@ async def test_a_call_to_an_environment_deleted_by_another_process_is_not_found(
     response = await api.post("/onhand", event("after", {"pos": {"inbound": 1}}))
 
     assert response.status_code in (401, 404), response.text
+
+
+def _allocation_off(document: Json) -> None:
+    document["features"]["allocation"] = False
+
+
+async def test_a_consume_after_another_process_switched_allocation_off_is_refused(
+    api: Api, admin: Api, uow: UnitOfWorkFactory, environment_id: str
+) -> None:
+    line = {
+        "organizationId": "usmf",
+        "productId": "T-shirt",
+        "dimensions": {**SITE, "colorId": "red"},
+        "groups": {"channel": "Web"},
+    }
+    sold = {"physicalMeasures": {"pos": {"outbound": "Addition"}}}
+    assert (await api.post("/onhand", event("stock", {"pos": {"inbound": 5}}))).status_code == 200
+    planned = await admin.post("/allocation/allocate", {"id": "plan", **line, "quantity": 3})
+    assert planned.status_code == 200, planned.text
+    first = await api.post("/allocation/consume", {"id": "first", **line, "quantity": 1, **sold})
+    assert first.status_code == 200, first.text  # this process remembers the configuration
+    await _applied_elsewhere(uow, environment_id, _with(_allocation_off))
+
+    # Decided under the version this process remembered, the consume would be applied; the
+    # stamp read under the lock sends it back to be decided under the new one.
+    second = await api.post("/allocation/consume", {"id": "second", **line, "quantity": 1, **sold})
+
+    assert_problem(second, 409, "feature-disabled", processing_status="conflict")
+    async with uow(read_only=True) as work:
+        assert await work.journal.find(environment_id, OperationKind.CONSUME, ["second"]) == {}

@@ -66,6 +66,9 @@ class Metrics:
         """Record one committed batch (a :data:`~ringfence.services.ports.BatchObserver`)."""
         kind = timing.kind.value
         self.batch_operations.labels(kind).observe(timing.operations)
+        if timing.in_one_statement:
+            self.batch_seconds.labels(kind, "in_one_statement").observe(timing.write_and_commit)
+            return
         for step, seconds in (
             ("lock_and_read", timing.lock_and_read),
             ("decide", timing.decide),

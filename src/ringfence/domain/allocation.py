@@ -215,6 +215,12 @@ def _path_effect(
     return record
 
 
+def path_effect(key: AllocationKey, **deltas: Decimal) -> dict[str, object]:
+    """The journaled effect of moving a path's figures by ``deltas`` (as :func:`_change_path`
+    journals it)."""
+    return _path_effect(key, AllocationState(), AllocationState(**deltas))
+
+
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
@@ -371,15 +377,15 @@ class Consume(_PathOperation):
             )
         return _record(self.target, physicalMeasures=measures)
 
+    @property
+    def moves(self) -> tuple[tuple[MeasureRef, int], ...]:
+        """Each measure a unit consumed moves, with +1 or -1, in the order effects list them."""
+        return ((ALLOCATED, -1), (CONSUMED, 1), (CUMULATIVE_CONSUMED, 1), *self.physical)
+
     def needs(self) -> Needs:
         t = self.target
         return Needs(
-            measures={
-                t.measure(ALLOCATED),
-                t.measure(CONSUMED),
-                t.measure(CUMULATIVE_CONSUMED),
-                *(t.measure(ref) for ref, _ in self.physical),
-            },
+            measures={t.measure(ref) for ref, _ in self.moves},
             allocations={t.key()},
         )
 
@@ -391,14 +397,7 @@ class Consume(_PathOperation):
         if held < t.quantity:
             raise _insufficient_allocated(t.path, held, t.quantity)
         q = t.quantity
-        changes = ledger.add(
-            [
-                (t.measure(ALLOCATED), -q),
-                (t.measure(CONSUMED), q),
-                (t.measure(CUMULATIVE_CONSUMED), q),
-                *((t.measure(ref), sign * q) for ref, sign in self.physical),
-            ]
-        )
+        changes = ledger.add([(t.measure(ref), sign * q) for ref, sign in self.moves])
         path = _change_path(ledger, t.key(), allocated=-q, consumed=q, cumulative_consumed=q)
         effects = [*_records(changes), path]
         reservation = None

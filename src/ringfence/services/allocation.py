@@ -19,6 +19,7 @@ from ringfence.domain.allocation import (
     ReallocateRequest,
     Unallocate,
     allocation_rows,
+    path_effect,
     resolve_group_path,
     validate_allocate,
     validate_consume,
@@ -27,12 +28,28 @@ from ringfence.domain.allocation import (
 )
 from ringfence.domain.configuration import Configuration
 from ringfence.domain.dimensions import Dimensions, check_identifier
-from ringfence.domain.errors import Conflict, Forbidden
-from ringfence.domain.ledger import GroupPath, Ledger, LevelScope
-from ringfence.domain.operations import Context, ItemResult, OperationKind, PartitionKey
+from ringfence.domain.errors import Conflict, Forbidden, RingfenceError
+from ringfence.domain.ledger import AllocationState, GroupPath, Ledger, LevelScope
+from ringfence.domain.measures import MeasureState
+from ringfence.domain.operations import Bucket, Context, ItemResult, OperationKind, PartitionKey
 from ringfence.services.configuration import load_configuration
-from ringfence.services.mutations import Applied, Operation, run_mutations
-from ringfence.services.ports import UnitOfWorkFactory
+from ringfence.services.mutations import (
+    Applied,
+    AtOnce,
+    ConfigurationChanged,
+    Operation,
+    Prepared,
+    replay,
+    run_mutations,
+    success_body,
+)
+from ringfence.services.ports import (
+    ConfigurationStamp,
+    ConsumeAtOnce,
+    ConsumeLine,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 
 __all__ = [
     "AllocationQuery",
@@ -78,6 +95,7 @@ async def _run(
     requests: Sequence[Request],
     validate: Callable[[Configuration, Request], Op],
     apply: Callable[[Op, Ledger, Context], Applied],
+    at_once: AtOnce[Op] | None = None,
 ) -> list[ItemResult]:
     principal.require(role, environment_id)
 
@@ -88,7 +106,9 @@ async def _run(
             raise _out_of_scope(scope)
         return operation
 
-    return await run_mutations(uow, principal, environment_id, kind, requests, checked, apply)
+    return await run_mutations(
+        uow, principal, environment_id, kind, requests, checked, apply, at_once=at_once
+    )
 
 
 def _apply_allocate(operation: Allocate, ledger: Ledger, _: Context) -> Applied:
@@ -182,7 +202,99 @@ async def consume(
         requests,
         validate_consume,
         _apply_consume,
+        _consume_at_once,
     )
+
+
+async def _consume_at_once(work: UnitOfWork, batch: Prepared[Consume]) -> list[ItemResult] | None:
+    """A batch of like consumes (one quantity at one path and dimensions, the same measures,
+    no reservation, no id twice) decided by storage in one statement under the product's lock
+    (:class:`~ringfence.services.ports.ConsumeAtOnce`); None for any other batch, or where
+    storage cannot.
+
+    Storage decides only how many of the consumes not journaled before are applied (the first
+    ones); the answers are built here, each refusal by the domain's own rule on the state the
+    applied ones left, exactly as deciding them one by one would.
+    """
+    operations = [item for item in batch.items if isinstance(item, Consume)]
+    first = operations[0].target
+    measures = operations[0].moves
+    if (
+        len({ref for ref, _ in measures}) != len(measures)
+        or len({operation.id for operation in operations}) != len(operations)
+        or any(
+            operation.reservation_measure is not None
+            or operation.physical != operations[0].physical
+            or operation.target.key() != first.key()
+            or operation.target.quantity != first.quantity
+            for operation in operations
+        )
+    ):
+        return None
+    bodies: dict[int, dict[str, object]] = {}
+    lines: list[ConsumeLine] = []
+    for index, item in enumerate(batch.items):
+        if isinstance(item, Consume):
+            record, meaning = batch.meanings[index]
+            bodies[index] = success_body(item.id, Bucket.SUCCESS, "", {})
+            lines.append(ConsumeLine(index, item.id, meaning, record, bodies[index]))
+    configuration = batch.configuration
+    q = first.quantity
+    done = await work.consume_at_once(
+        ConsumeAtOnce(
+            environment_id=batch.environment_id,
+            configuration=ConfigurationStamp(
+                configuration.environment_id,
+                configuration.version,
+                configuration.created_at,
+                configuration.created_by,
+            ),
+            key=first.key(),
+            measures=measures,
+            quantity=q,
+            lines=tuple(lines),
+            path_effect=path_effect(first.key(), allocated=-q, consumed=q, cumulative_consumed=q),
+            actor=batch.context.actor,
+            recorded_at=batch.context.now,
+        )
+    )
+    if done is None:
+        return None
+    if not done.current:
+        raise ConfigurationChanged
+    # The state the applied consumes left, on which every later one is refused.
+    applied = done.applied
+    ledger = Ledger(
+        configuration.configuration,
+        measures={
+            first.measure(ref): MeasureState(value + sign * q * applied)
+            for (ref, sign), value in zip(measures, done.values, strict=True)
+        },
+        known_measures={first.measure(ref) for ref, _ in measures},
+        allocations={first.key(): AllocationState(allocated=done.held - q * applied)},
+    )
+    results: list[ItemResult] = []
+    fresh = 0
+    for index, item in enumerate(batch.items):
+        if not isinstance(item, Consume):
+            results.append(item)
+            continue
+        meaning = batch.meanings[index][1]
+        journaled = done.known.get(item.id)
+        if journaled is not None:
+            results.append(replay(index, item, meaning, *journaled))
+            continue
+        fresh += 1
+        if fresh <= applied:
+            results.append(ItemResult(index, item.id, Bucket.SUCCESS, bodies[index]))
+            continue
+        try:
+            item.apply(ledger, batch.context)
+        except RingfenceError as error:
+            results.append(ItemResult.refused(index, item.id, error))
+            continue
+        raise AssertionError(f"consume {item.id} was refused by storage, not by its rule")
+    return results
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,10 +18,10 @@ Each request gets exactly the outcome it would have had alone, in the order give
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ClassVar, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from ringfence.domain.access import Principal
 from ringfence.domain.configuration import Configuration
@@ -35,21 +35,37 @@ from ringfence.domain.operations import (
     OperationKind,
     PartitionKey,
 )
-from ringfence.services.configuration import forget, is_current, last_loaded, load_configuration
+from ringfence.services.configuration import (
+    ConfigurationVersion,
+    forget,
+    is_current,
+    last_loaded,
+    load_configuration,
+)
 from ringfence.services.fingerprints import fingerprint
 from ringfence.services.ports import (
     BatchReads,
     BatchWrites,
     DuplicateOperation,
+    UnitOfWork,
     UnitOfWorkFactory,
 )
 
-__all__ = ["Applied", "Operation", "run_mutations", "success_body"]
+__all__ = [
+    "Applied",
+    "AtOnce",
+    "ConfigurationChanged",
+    "Operation",
+    "Prepared",
+    "replay",
+    "run_mutations",
+    "success_body",
+]
 
 _ATTEMPTS = 3
 
 
-class _ConfigurationChanged(Exception):
+class ConfigurationChanged(Exception):
     """The configuration a batch assumed is no longer the environment's: decide it again."""
 
 
@@ -95,6 +111,25 @@ def success_body(
     }
 
 
+@dataclass(frozen=True)
+class Prepared(Generic[Op]):
+    """A batch validated against the configuration its process assumes, before any lock."""
+
+    environment_id: str
+    configuration: ConfigurationVersion
+    items: list[Op | ItemResult]
+    """Each request's operation, or its refusal, in request order."""
+    meanings: Mapping[int, tuple[dict[str, object], str]]
+    """Each operation's record and fingerprint, by its index in ``items``."""
+    context: Context
+
+
+AtOnce = Callable[[UnitOfWork, Prepared[Op]], Awaitable[list[ItemResult] | None]]
+"""Decides a prepared batch another way than loading, applying and writing (one statement, for
+like consumes): its results, or None if it does not apply. :class:`ConfigurationChanged` if the
+configuration is no longer the environment's."""
+
+
 def _request_id(request: object) -> str | None:
     value = getattr(request, "id", None)
     return value if isinstance(value, str) else None
@@ -110,17 +145,18 @@ async def run_mutations(
     apply: Callable[[Op, Ledger, Context], Applied],
     *,
     authorize: Callable[[Op], None] | None = None,
+    at_once: AtOnce[Op] | None = None,
 ) -> list[ItemResult]:
     """Run a batch of mutations of one kind; one result per request, in request order."""
     for _ in range(_ATTEMPTS):
         try:
             return await _attempt(
-                uow, principal, environment_id, kind, requests, validate, apply, authorize
+                uow, principal, environment_id, kind, requests, validate, apply, authorize, at_once
             )
         except DuplicateOperation:
             # A concurrent call journaled one of these ids first: decide again, now seeing it.
             continue
-        except _ConfigurationChanged:
+        except ConfigurationChanged:
             forget(environment_id)  # the next attempt loads the new one
             continue
     raise Unavailable(
@@ -139,6 +175,7 @@ async def _attempt(
     validate: Callable[[Configuration, Request], Op],
     apply: Callable[[Op, Ledger, Context], Applied],
     authorize: Callable[[Op], None] | None,
+    at_once: AtOnce[Op] | None,
 ) -> list[ItemResult]:
     async with uow() as work:
         assumed = last_loaded(environment_id) or await load_configuration(work, environment_id)
@@ -167,8 +204,15 @@ async def _attempt(
             # Refused by the configuration alone: the one they were checked against must
             # still be the environment's (with operations, the locks' read tells).
             if not is_current(assumed, await work.configurations.current_stamp(environment_id)):
-                raise _ConfigurationChanged
+                raise ConfigurationChanged
             return [item for item in prepared if isinstance(item, ItemResult)]
+        context = Context(principal.actor, datetime.now(UTC))
+        if at_once is not None:
+            done = await at_once(
+                work, Prepared(environment_id, assumed, prepared, meanings, context)
+            )
+            if done is not None:
+                return done
 
         needs = Needs()
         for operation in operations:
@@ -186,7 +230,7 @@ async def _attempt(
             )
         )
         if not is_current(assumed, read.stamp):
-            raise _ConfigurationChanged
+            raise ConfigurationChanged
         known = read.known
         ledger = Ledger(
             configuration,
@@ -196,7 +240,6 @@ async def _attempt(
             allocations=read.allocations,
             reservations=read.reservations,
         )
-        context = Context(principal.actor, datetime.now(UTC))
         results: list[ItemResult] = []
         entries: list[JournalEntry] = []
         for index, item in enumerate(prepared):
@@ -207,7 +250,9 @@ async def _attempt(
             record, meaning = meanings[index]
             previous = known.get(operation.id)
             if previous is not None:
-                results.append(_replay(index, operation, meaning, previous))
+                results.append(
+                    replay(index, operation, meaning, previous.fingerprint, previous.result)
+                )
                 continue
             try:
                 applied = apply(operation, ledger, context)
@@ -242,8 +287,16 @@ async def _attempt(
         return results
 
 
-def _replay(index: int, operation: Operation, meaning: str, previous: JournalEntry) -> ItemResult:
-    if previous.fingerprint != meaning:
+def replay(
+    index: int,
+    operation: Operation,
+    meaning: str,
+    journaled: str,
+    result: Mapping[str, object],
+) -> ItemResult:
+    """The answer to an operation whose id is journaled (with fingerprint ``journaled`` and
+    ``result``): that result again, or a refusal if the id meant something else."""
+    if journaled != meaning:
         return ItemResult.refused(
             index,
             operation.id,
@@ -253,5 +306,5 @@ def _replay(index: int, operation: Operation, meaning: str, previous: JournalEnt
                 "request; use a new id for a new operation",
             ),
         )
-    status = Bucket(str(previous.result.get("processingStatus", Bucket.SUCCESS.value)))
-    return ItemResult(index, operation.id, status, previous.result, replayed=True)
+    status = Bucket(str(result.get("processingStatus", Bucket.SUCCESS.value)))
+    return ItemResult(index, operation.id, status, result, replayed=True)

@@ -37,6 +37,9 @@ __all__ = [
     "BatchWrites",
     "ConfigurationRepository",
     "ConfigurationStamp",
+    "ConsumeAtOnce",
+    "ConsumeLine",
+    "ConsumedAtOnce",
     "DuplicateOperation",
     "EnvironmentRepository",
     "JournalFilter",
@@ -352,7 +355,67 @@ class UnitOfWork(Protocol):
         if an entry's (kind, id) is already journaled: nothing is then kept."""
         ...
 
+    async def consume_at_once(self, batch: ConsumeAtOnce) -> ConsumedAtOnce | None:
+        """Decide and apply ``batch`` in one statement under its partition's lock, and commit:
+        one round trip. None, having done nothing, where storage cannot (then the batch is
+        decided as any other)."""
+        ...
+
     async def commit(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeLine:
+    """One consume of a :class:`ConsumeAtOnce` batch, as it is journaled if applied."""
+
+    position: int
+    """Its place in the batch (the order operations are decided in)."""
+    operation_id: str
+    fingerprint: str
+    request: Mapping[str, object]
+    result: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeAtOnce:
+    """Consumes of one quantity at one allocation path and dimensions, moving the same measures.
+
+    Decided as one by one in order: each consume whose id is journaled is a replay; of the
+    others, the first ``n`` are applied, ``n`` being the most that the path's allocated
+    quantity covers and that keep every measure within the supported range (each consume moves
+    every measure the same way, so the first refusal refuses all that follow). That count is
+    all storage decides; the answers are the service's.
+    """
+
+    environment_id: str
+    configuration: ConfigurationStamp
+    """The configuration the lines were validated with: if it is no longer the environment's,
+    nothing is written."""
+    key: AllocationKey
+    measures: tuple[tuple[MeasureRef, int], ...]
+    """Each measure with +1 or -1: how it moves per unit, in the order effects list them."""
+    quantity: Decimal
+    lines: tuple[ConsumeLine, ...]
+    path_effect: Mapping[str, object]
+    """The path's journaled effect (its deltas), the same for every line."""
+    actor: str
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedAtOnce:
+    """What storage found and did for a :class:`ConsumeAtOnce` batch."""
+
+    current: bool
+    """The configuration was still the environment's (else nothing was written)."""
+    held: Decimal
+    """The path's allocated quantity before the batch."""
+    values: tuple[Decimal, ...]
+    """Each measure's value before the batch (in the batch's order)."""
+    applied: int
+    """How many of the lines not journaled before were applied: the first ones."""
+    known: Mapping[str, tuple[str, Mapping[str, object]]]
+    """Journaled lines by id: their fingerprint and result."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +429,9 @@ class BatchTiming:
     lock_and_read: float
     decide: float
     write_and_commit: float
+    in_one_statement: bool = False
+    """Decided by storage in one round trip (:class:`ConsumeAtOnce`): all of its time is then
+    ``write_and_commit``'s."""
 
 
 BatchObserver = Callable[[BatchTiming], None]

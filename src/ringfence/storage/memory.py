@@ -34,6 +34,8 @@ from ringfence.services.ports import (
     BatchState,
     BatchWrites,
     ConfigurationStamp,
+    ConsumeAtOnce,
+    ConsumedAtOnce,
     DuplicateOperation,
     JournalFilter,
     ReservationFilter,
@@ -443,6 +445,9 @@ class MemoryUnitOfWork:
 
     async def write_and_commit(self, writes: BatchWrites) -> None:
         await write_and_commit_in_turn(self, writes)
+
+    async def consume_at_once(self, batch: ConsumeAtOnce) -> ConsumedAtOnce | None:
+        return None  # decided like any other batch
 
     async def commit(self) -> None:
         self.committed = True

@@ -53,11 +53,13 @@ from ringfence.domain.ledger import (
 )
 from ringfence.domain.measures import MeasureKey, MeasureState
 from ringfence.domain.operations import JournalEntry, OperationKind, PartitionKey
-from ringfence.domain.quantity import from_units, to_units
+from ringfence.domain.quantity import MAX_QUANTITY, from_units, to_units
 from ringfence.domain.query import AggregateRow, OnHandSelection
-from ringfence.jsoncodec import dumps
+from ringfence.jsoncodec import dumps, loads
 from ringfence.services.ports import (
     ConfigurationStamp,
+    ConsumeAtOnce,
+    ConsumedAtOnce,
     DuplicateOperation,
     JournalFilter,
     ReservationFilter,
@@ -278,6 +280,175 @@ async def written(connection: AsyncConnection, *writes: _Write, commit: bool = F
             await driver.commit()
     if commit:
         await connection.commit()
+
+
+_CONSUMED_AT_ONCE = """
+WITH lines AS (
+  SELECT * FROM json_to_recordset(%(lines)s::json) AS l(
+    ord int, environment_id text, kind text, id text, fp text, request json, result json)
+),
+known AS (
+  SELECT l.ord, l.id, match.fingerprint, match.result
+  FROM lines l CROSS JOIN LATERAL (
+    SELECT journal.fingerprint, journal.result::text AS result FROM journal
+    WHERE journal.environment_id = l.environment_id AND journal.kind = l.kind
+      AND journal.operation_id = l.id
+    OFFSET 0
+  ) AS match
+),
+stamp AS (
+  SELECT coalesce((
+    SELECT c.version = %(version)s AND c.created_at = %(created_at)s
+    FROM environments e JOIN configurations c
+      ON c.environment_id = e.environment_id AND c.version = e.configuration_version
+    WHERE e.environment_id = %(env)s
+  ), false) AS current
+),
+held AS (
+  SELECT coalesce((
+    SELECT allocated FROM allocations
+    WHERE environment_id = %(env)s AND organization_id = %(org)s AND product_id = %(product)s
+      AND dimensions_key = %(dk)s AND group_path = %(gp)s
+  ), 0) AS allocated
+),
+moved AS (
+  SELECT x.pos, x.ds, x.m, x.name, x.sign, coalesce(o.quantity, 0) AS base
+  FROM json_to_recordset(%(measures)s::json) AS x(pos int, ds text, m text, name text, sign int)
+  LEFT JOIN onhand_measures o
+    ON o.environment_id = %(env)s AND o.organization_id = %(org)s AND o.product_id = %(product)s
+      AND o.dimensions_key = %(dk)s AND o.data_source = x.ds AND o.measure = x.m
+),
+fresh AS (
+  SELECT l.*, row_number() OVER (ORDER BY l.ord) AS rank FROM lines l
+  WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.ord = l.ord)
+),
+decided AS (
+  SELECT CASE WHEN (SELECT current FROM stamp) THEN least(
+    (SELECT count(*) FROM fresh),
+    (SELECT allocated FROM held) / %(q)s,
+    (SELECT min(CASE WHEN sign > 0 THEN (%(max)s - base) ELSE (base + %(max)s) END) / %(q)s
+     FROM moved)
+  ) ELSE 0 END AS applied
+),
+applied AS (SELECT f.* FROM fresh f, decided d WHERE f.rank <= d.applied),
+path AS (
+  UPDATE allocations SET
+    allocated = allocated - d.applied * %(q)s,
+    consumed = consumed + d.applied * %(q)s,
+    cumulative_consumed = cumulative_consumed + d.applied * %(q)s
+  FROM decided d
+  WHERE d.applied > 0 AND environment_id = %(env)s AND organization_id = %(org)s
+    AND product_id = %(product)s AND dimensions_key = %(dk)s AND group_path = %(gp)s
+  RETURNING 1
+),
+measures_written AS (
+  INSERT INTO onhand_measures (environment_id, organization_id, product_id, dimensions_key,
+    data_source, measure, dimensions, quantity, set_at)
+  SELECT %(env)s, %(org)s, %(product)s, %(dk)s, x.ds, x.m, %(dims)s::jsonb,
+    x.base + x.sign * d.applied * %(q)s, NULL
+  FROM moved x, decided d WHERE d.applied > 0
+  ON CONFLICT (environment_id, organization_id, product_id, dimensions_key, data_source, measure)
+  DO UPDATE SET quantity = EXCLUDED.quantity
+  RETURNING 1
+),
+entries AS (
+  INSERT INTO journal (environment_id, organization_id, product_id, kind, operation_id,
+    fingerprint, request, effects, result, actor, recorded_at)
+  SELECT %(env)s, %(org)s, %(product)s, a.kind, a.id, a.fp, a.request,
+    (SELECT json_agg(e.effect ORDER BY e.pos) FROM (
+       SELECT x.pos, json_build_object(
+         'dimensions', %(dims)s::json, 'measure', x.name,
+         'delta', trim_scale(x.sign * %(q)s / 1000000.0),
+         'value', trim_scale((x.base + x.sign * a.rank * %(q)s) / 1000000.0)) AS effect
+       FROM moved x
+       UNION ALL SELECT 2147483647, %(path_effect)s::json
+     ) AS e),
+    a.result, %(actor)s, %(at)s
+  FROM applied a ORDER BY a.ord
+  RETURNING 1
+)
+SELECT (SELECT current FROM stamp), (SELECT allocated FROM held), (SELECT applied FROM decided),
+  (SELECT json_agg(base ORDER BY pos) FROM moved)::text,
+  (SELECT json_agg(json_build_array(id, fingerprint, result)) FROM known)::text
+"""
+"""A :class:`~ringfence.services.ports.ConsumeAtOnce` batch decided and written in one
+statement (PostgreSQL), after its partition's lock: see :func:`consumed_at_once`."""
+
+
+async def consumed_at_once(
+    connection: AsyncConnection, batch: ConsumeAtOnce, lock: _Read[None]
+) -> ConsumedAtOnce:
+    """Take ``lock``, decide and write ``batch``, and commit: one round trip.
+
+    The statement reads the path's allocated quantity, the measures' values and the lines'
+    journal entries after the lock is granted (each statement of a READ COMMITTED transaction
+    sees what was committed before it started), applies the first lines that those allow, and
+    journals them, their effects' values computed line by line. Keys are compared with values
+    carried by each row where statistics could mislead the planner (see :func:`_keyed_lookup`).
+    """
+    key = batch.key
+    q = to_units(batch.quantity)
+    parameters = {
+        "lines": dumps(
+            [
+                {
+                    "ord": line.position,
+                    "environment_id": batch.environment_id,
+                    "kind": OperationKind.CONSUME.value,
+                    "id": line.operation_id,
+                    "fp": line.fingerprint,
+                    "request": line.request,
+                    "result": line.result,
+                }
+                for line in batch.lines
+            ]
+        ).decode(),
+        "env": batch.environment_id,
+        "org": key.partition.organization_id,
+        "product": key.partition.product_id,
+        "dk": key.dimensions.key,
+        "gp": key.path.key,
+        "dims": dumps(key.dimensions.as_dict()).decode(),
+        "measures": dumps(
+            [
+                {"pos": n, "ds": ref.data_source, "m": ref.measure, "name": str(ref), "sign": sign}
+                for n, (ref, sign) in enumerate(batch.measures)
+            ]
+        ).decode(),
+        "path_effect": dumps(batch.path_effect).decode(),
+        "q": q,
+        "max": to_units(MAX_QUANTITY),
+        "version": batch.configuration.version,
+        "created_at": batch.configuration.created_at,
+        "actor": batch.actor,
+        "at": batch.recorded_at,
+    }
+    async with _driver(connection) as (driver, cursors):
+        async with driver.pipeline():
+            await _begin_if_deferred(connection, driver, cursors)
+            for statement, values in lock.statements:
+                compiled = _compiled(statement, connection.dialect)
+                cursor = driver.cursor()
+                cursors.append(cursor)
+                await cursor.execute(compiled.string, compiled.construct_params(values))
+            decided = driver.cursor()
+            cursors.append(decided)
+            await decided.execute(_CONSUMED_AT_ONCE, parameters)
+            await driver.commit()
+        row = await decided.fetchone()
+    await connection.commit()
+    assert row is not None
+    current, held, applied, values, known = row
+    return ConsumedAtOnce(
+        current=bool(current),
+        held=from_units(held),
+        values=tuple(from_units(value) for value in orjson.loads(values)),
+        applied=int(applied),
+        known={
+            operation_id: (digest, loads(result))
+            for operation_id, digest, result in (orjson.loads(known) if known else ())
+        },
+    )
 
 
 @contextmanager

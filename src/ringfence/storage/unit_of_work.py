@@ -11,12 +11,15 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ringfence.domain.errors import Unavailable
+from ringfence.domain.operations import OperationKind
 from ringfence.services.ports import (
     BatchObserver,
     BatchReads,
     BatchState,
     BatchTiming,
     BatchWrites,
+    ConsumeAtOnce,
+    ConsumedAtOnce,
     UnitOfWork,
     lock_and_read_in_turn,
 )
@@ -31,6 +34,7 @@ from ringfence.storage.repositories import (
     SqlReservationRepository,
     SqlSessionRepository,
     SqlTokenRepository,
+    consumed_at_once,
     journal_keys,
     pipelined,
     written,
@@ -42,9 +46,16 @@ RETRY_AFTER_SECONDS = 2
 
 
 class SqlUnitOfWork:
-    def __init__(self, connection: AsyncConnection, observer: BatchObserver | None = None) -> None:
+    def __init__(
+        self,
+        connection: AsyncConnection,
+        observer: BatchObserver | None = None,
+        *,
+        at_once: bool = True,
+    ) -> None:
         self._connection = connection
         self._observer = observer
+        self._at_once = at_once
         self._batch: tuple[BatchReads, float, float] | None = None
         """The batch read last: its reads, when they were sent and when they were answered."""
         self.environments = SqlEnvironmentRepository(connection)
@@ -115,6 +126,31 @@ class SqlUnitOfWork:
             stamp=current,
         )
 
+    async def consume_at_once(self, batch: ConsumeAtOnce) -> ConsumedAtOnce | None:
+        """On PostgreSQL (unless switched off), the partition's lock, the statement of
+        :func:`~ringfence.storage.repositories.consumed_at_once` and COMMIT in one round trip."""
+        if not self._at_once or self._connection.dialect.name != "postgresql":
+            return None
+        started = time.perf_counter()
+        with journal_keys():
+            done = await consumed_at_once(
+                self._connection,
+                batch,
+                self.partitions.lock_read(batch.environment_id, [batch.key.partition]),
+            )
+        if self._observer is not None:
+            self._observer(
+                BatchTiming(
+                    kind=OperationKind.CONSUME,
+                    operations=len(batch.lines),
+                    lock_and_read=0.0,
+                    decide=0.0,
+                    write_and_commit=time.perf_counter() - started,
+                    in_one_statement=True,
+                )
+            )
+        return done
+
     async def write_and_commit(self, writes: BatchWrites) -> None:
         """On PostgreSQL, one round trip: the upserts, the journal's rows and COMMIT. Then the
         observer, if any, is told how long the batch took in each step."""
@@ -159,8 +195,10 @@ class SqlUnitOfWorkFactory:
     :class:`Unavailable`, which the API answers with 503 and ``Retry-After``.
     """
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, consume_at_once: bool = True) -> None:
         self.database = database
+        self.consume_at_once = consume_at_once
+        """Whether batches of like consumes are decided in one statement (PostgreSQL)."""
         self.observer: BatchObserver | None = None
         """Told of every committed batch's timing (:meth:`Container.observe_batches`)."""
 
@@ -172,12 +210,12 @@ class SqlUnitOfWorkFactory:
             async with engine.connect() as connection:
                 await connection.begin()
                 if not deferred:
-                    yield SqlUnitOfWork(connection, self.observer)
+                    yield SqlUnitOfWork(connection, self.observer, at_once=self.consume_at_once)
                     return
                 info = connection.sync_connection.info  # type: ignore[union-attr]
                 defer_begin(info)
                 try:
-                    yield SqlUnitOfWork(connection, self.observer)
+                    yield SqlUnitOfWork(connection, self.observer, at_once=self.consume_at_once)
                 finally:
                     defer_begin(info, False)
         except (DBAPIError, PoolTimeout) as error:

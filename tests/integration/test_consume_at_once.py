@@ -1,0 +1,249 @@
+"""Batches of like consumes decided in one statement (PostgreSQL) answer, write and journal
+exactly what deciding them one by one in Python does.
+
+Each example runs the same batches of consumes in two environments of one database: one served
+with ``consume_at_once`` (the default), the other without. Batches mix replays, ids reused with
+another meaning, refusals for want of allocation or of range, and requests that make a batch
+unlike (another path, quantity, product or measure, an id twice), which go the Python way in
+both. The answers, the allocation and measure rows and the journal must be the same, and every
+like batch must have been decided in one statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg.types.json import Jsonb
+from sqlalchemy import make_url
+
+from ringfence.bootstrap import Container, build
+from ringfence.domain.access import Principal
+from ringfence.domain.allocation import AllocationRequest, ConsumeRequest
+from ringfence.domain.dimensions import Dimensions
+from ringfence.domain.onhand import OnHandChangeRequest
+from ringfence.domain.operations import ItemResult
+from ringfence.jsoncodec import loads
+from ringfence.services.allocation import allocate, consume
+from ringfence.services.configuration import ensure_environment
+from ringfence.services.onhand import post_onhand_changes
+from ringfence.services.ports import BatchTiming
+from ringfence.settings import Settings
+from tests.conftest import SCALE
+
+ORGANIZATION = "usmf"
+STORE = {"siteId": "1", "locationId": "11"}
+VIP = {"channel": "Web", "customerGroup": "VIP"}
+OTHER = {"channel": "Web", "customerGroup": "Other"}
+SOLD = {"pos": {"outbound": "Addition"}}
+RETURNED = {"pos": {"inbound": "Subtraction"}}
+
+# One consume: (id, product, path, quantity, measures).
+consumes = st.tuples(
+    st.sampled_from(["a", "b", "c", "d", "e", "f"]),
+    st.sampled_from(["P", "P", "P", "P", "Q"]),
+    st.sampled_from(["vip", "vip", "vip", "other"]),
+    st.sampled_from(["1", "1", "1", "2", "0.5"]),
+    st.sampled_from(["sold", "sold", "sold", "returned"]),
+)
+# Like batches (distinct ids, one of everything else) are what a hot product's coalescer makes.
+like_batches = st.builds(
+    lambda ids, line: [(operation_id, *line[1:]) for operation_id in ids],
+    st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f"]), min_size=1, max_size=6, unique=True),
+    consumes,
+)
+batches = st.lists(
+    st.one_of(like_batches, st.lists(consumes, min_size=1, max_size=6)), min_size=1, max_size=5
+)
+
+
+def request(line: tuple[str, str, str, str, str], round_: str) -> ConsumeRequest:
+    operation_id, product, path, quantity, measures = line
+    return ConsumeRequest(
+        id=f"{round_}-{operation_id}",
+        organization_id=ORGANIZATION,
+        product_id=product,
+        dimensions=STORE,
+        groups=VIP if path == "vip" else OTHER,
+        quantity=quantity,
+        physical_measures=SOLD if measures == "sold" else RETURNED,
+    )
+
+
+def like(batch: list[tuple[str, str, str, str, str]]) -> bool:
+    """Whether the batch is one of like consumes (decided in one statement)."""
+    ids = [line[0] for line in batch]
+    return len(set(ids)) == len(ids) and len({line[1:] for line in batch}) == 1
+
+
+def answer(result: ItemResult) -> dict[str, Any]:
+    error = result.error
+    return {
+        "index": result.index,
+        "id": result.id,
+        "bucket": result.bucket,
+        "replayed": result.replayed,
+        "body": dict(result.body) if error is None else None,
+        "error": None if error is None else (error.code, str(error), dict(error.extra)),
+    }
+
+
+async def prepare(container: Container, environment: str, allocated: str, edge: bool) -> None:
+    await ensure_environment(container.uow, environment)
+    operator = Principal.operator(environment)
+    receipts = [
+        OnHandChangeRequest(
+            id=f"receipt-{product}",
+            organization_id=ORGANIZATION,
+            product_id=product,
+            dimensions=STORE,
+            quantities={"pos": {"inbound": "100"}},
+        )
+        for product in ("P", "Q")
+    ]
+    plans = [
+        AllocationRequest(
+            id=f"plan-{product}-{name}",
+            organization_id=ORGANIZATION,
+            product_id=product,
+            dimensions=STORE,
+            groups=path,
+            quantity=quantity,
+        )
+        for product in ("P", "Q")
+        for name, path, quantity in (("vip", VIP, allocated), ("other", OTHER, "3"))
+        if Decimal(quantity) > 0
+    ]
+    for results in (
+        await post_onhand_changes(container.uow, operator, environment, receipts),
+        await allocate(container.uow, operator, environment, plans),
+    ):
+        assert all(result.error is None for result in results), results
+
+
+def bring_to_the_edge(libpq: str, environment: str) -> None:
+    """Put P's cumulative consumption 1.5 units short of the supported range: a consume of 1
+    fits, the next does not (set in the table: consuming that much would take 10**12 units)."""
+    with psycopg.connect(libpq) as connection:
+        connection.execute(
+            "INSERT INTO onhand_measures (environment_id, organization_id, product_id, "
+            "dimensions_key, data_source, measure, dimensions, quantity) "
+            "VALUES (%s, %s, 'P', %s, '@iv', '@cumulative_consumed', %s, %s)",
+            (
+                environment,
+                ORGANIZATION,
+                Dimensions(STORE.items()).key,
+                Jsonb(STORE),
+                999_999_999_998_499_999,
+            ),
+        )
+
+
+def stored(libpq: str, environment: str) -> dict[str, Any]:
+    with psycopg.connect(libpq) as connection:
+        allocation_rows = connection.execute(
+            "SELECT product_id, dimensions_key, group_path, allocated, cumulative_allocated, "
+            "consumed, cumulative_consumed FROM allocations WHERE environment_id = %s "
+            "ORDER BY 1, 2, 3",
+            (environment,),
+        ).fetchall()
+        measure_rows = connection.execute(
+            "SELECT product_id, dimensions_key, data_source, measure, quantity, set_at "
+            "FROM onhand_measures WHERE environment_id = %s ORDER BY 1, 2, 3, 4",
+            (environment,),
+        ).fetchall()
+        entries = connection.execute(
+            "SELECT product_id, kind, operation_id, fingerprint, request::text, effects::text, "
+            "result::text, actor FROM journal WHERE environment_id = %s ORDER BY sequence",
+            (environment,),
+        ).fetchall()
+    return {
+        "allocations": allocation_rows,
+        "measures": measure_rows,
+        # JSON compared as values: numbers as exact decimals (1 and 1.000000 are equal).
+        "journal": [
+            (*entry[:4], loads(entry[4]), loads(entry[5]), loads(entry[6]), entry[7])
+            for entry in entries
+        ],
+    }
+
+
+async def scenario(
+    url: str, allocated: str, edge: bool, plan: list[list[tuple[str, str, str, str, str]]]
+) -> None:
+    libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    tag = secrets.token_hex(4)
+    at_once = build(Settings(database_url=url, pool_size=2))
+    in_python = build(Settings(database_url=url, pool_size=2, consume_at_once=False))
+    statements: list[BatchTiming] = []
+    at_once.observe_batches(
+        lambda timing: statements.append(timing) if timing.in_one_statement else None
+    )
+    try:
+        environments = {"at_once": f"once-{tag}", "in_python": f"python-{tag}"}
+        containers = {"at_once": at_once, "in_python": in_python}
+        for name, environment in environments.items():
+            await prepare(containers[name], environment, allocated, edge)
+            if edge:
+                bring_to_the_edge(libpq, environment)
+        for round_, batch in enumerate(plan):
+            answers = {}
+            before = len(statements)
+            for name, environment in environments.items():
+                requests = [request(line, str(round_ % 2)) for line in batch]
+                principal = Principal.operator(environment)
+                results = await consume(containers[name].uow, principal, environment, requests)
+                answers[name] = [answer(result) for result in results]
+            assert answers["at_once"] == answers["in_python"], batch
+            assert len(statements) - before == (1 if like(batch) else 0), batch
+        once, python = (stored(libpq, environment) for environment in environments.values())
+        assert once == python
+    finally:
+        await at_once.close()
+        await in_python.close()
+
+
+@given(
+    allocated=st.sampled_from(["0", "1", "2", "4", "6.5"]),
+    edge=st.booleans(),
+    plan=batches,
+)
+@settings(
+    max_examples=40 * SCALE,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+def test_like_consumes_decided_in_one_statement_match_one_by_one(
+    postgresql_url: str, allocated: str, edge: bool, plan: list[list[tuple[str, ...]]]
+) -> None:
+    asyncio.run(scenario(postgresql_url, allocated, edge, plan))  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_sqlite_decides_every_batch_in_python(sqlite_url: str) -> None:
+    container = build(Settings(database_url=sqlite_url))
+    statements: list[BatchTiming] = []
+    container.observe_batches(statements.append)
+    environment = f"lite-{secrets.token_hex(4)}"
+    try:
+        await prepare(container, environment, "2", edge=False)
+        statements.clear()
+        results = await consume(
+            container.uow,
+            Principal.operator(environment),
+            environment,
+            [
+                request(("a", "P", "vip", "1", "sold"), "0"),
+                request(("b", "P", "vip", "1", "sold"), "0"),
+            ],
+        )
+    finally:
+        await container.close()
+    assert [result.error for result in results] == [None, None]
+    assert [timing.in_one_statement for timing in statements] == [False]
