@@ -63,12 +63,20 @@ def main() -> int:
     workers = int(os.environ.get("BENCH_WORKERS", "2"))
     seconds = float(os.environ.get("BENCH_SECONDS", "10" if full else "2"))
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
-    if rounds < 1:
-        console.print("[red]BENCH_ROUNDS must be at least 1")
+    hot_clients = [int(n) for n in os.environ.get("BENCH_HOT_CLIENTS", "32,64").split(",") if n]
+    if rounds < 1 or not hot_clients or min(hot_clients) < 1:
+        console.print("[red]BENCH_ROUNDS and BENCH_HOT_CLIENTS must be at least 1")
         return 2
     try:
         require_tools()
-        return _run(chosen, full=full, workers=workers, seconds=seconds, rounds=rounds)
+        return _run(
+            chosen,
+            full=full,
+            workers=workers,
+            seconds=seconds,
+            rounds=rounds,
+            hot_clients=hot_clients,
+        )
     except BenchError as error:
         console.print(f"[bold red]bench failed:[/] {error}")
         return 1
@@ -78,7 +86,15 @@ def _say(message: str) -> None:
     console.print(f"  {message}")
 
 
-def _run(chosen: list[str], *, full: bool, workers: int, seconds: float, rounds: int) -> int:
+def _run(
+    chosen: list[str],
+    *,
+    full: bool,
+    workers: int,
+    seconds: float,
+    rounds: int,
+    hot_clients: list[int],
+) -> int:
     started = time.perf_counter()
     results: list[Result] = []
     sweep: dict[str, list[dict[str, float]]] = {}
@@ -103,7 +119,7 @@ def _run(chosen: list[str], *, full: bool, workers: int, seconds: float, rounds:
         hot_rate = 0.0
         if "hot_consume" in chosen or "flash_sale" in chosen or "latency" in chosen:
             step("hot_consume")
-            for clients in (32, 64):
+            for clients in hot_clients:
                 result = workloads.hot_consume(bench, clients)
                 workloads.judge_hot(result)
                 results.append(result)
