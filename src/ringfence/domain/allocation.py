@@ -377,6 +377,11 @@ class Consume(_PathOperation):
             )
         return _record(self.target, physicalMeasures=measures)
 
+    def path_deltas(self) -> dict[str, Decimal]:
+        """How the path's figures move (journaled as the path's effect)."""
+        q = self.target.quantity
+        return {"allocated": -q, "consumed": q, "cumulative_consumed": q}
+
     @property
     def moves(self) -> tuple[tuple[MeasureRef, int], ...]:
         """Each measure a unit consumed moves, with +1 or -1, in the order effects list them."""
@@ -398,7 +403,7 @@ class Consume(_PathOperation):
             raise _insufficient_allocated(t.path, held, t.quantity)
         q = t.quantity
         changes = ledger.add([(t.measure(ref), sign * q) for ref, sign in self.moves])
-        path = _change_path(ledger, t.key(), allocated=-q, consumed=q, cumulative_consumed=q)
+        path = _change_path(ledger, t.key(), **self.path_deltas())
         effects = [*_records(changes), path]
         reservation = None
         if self.reservation_measure is not None:

@@ -44,7 +44,6 @@ from ringfence.services.mutations import (
     success_body,
 )
 from ringfence.services.ports import (
-    ConfigurationStamp,
     ConsumeAtOnce,
     ConsumeLine,
     UnitOfWork,
@@ -243,17 +242,12 @@ async def _consume_at_once(work: UnitOfWork, batch: Prepared[Consume]) -> list[I
     done = await work.consume_at_once(
         ConsumeAtOnce(
             environment_id=batch.environment_id,
-            configuration=ConfigurationStamp(
-                configuration.environment_id,
-                configuration.version,
-                configuration.created_at,
-                configuration.created_by,
-            ),
+            configuration=configuration.stamp,
             key=first.key(),
             measures=measures,
             quantity=q,
             lines=tuple(lines),
-            path_effect=path_effect(first.key(), allocated=-q, consumed=q, cumulative_consumed=q),
+            path_effect=path_effect(first.key(), **operations[0].path_deltas()),
             actor=batch.context.actor,
             recorded_at=batch.context.now,
         )

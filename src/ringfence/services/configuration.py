@@ -60,6 +60,13 @@ class ConfigurationVersion:
     def document(self) -> dict[str, object]:
         return self.configuration.to_document()
 
+    @property
+    def stamp(self) -> ConfigurationStamp:
+        """What identifies this version in storage (see :func:`is_current`)."""
+        return ConfigurationStamp(
+            self.environment_id, self.version, self.created_at, self.created_by
+        )
+
 
 def check_environment_id(environment_id: str) -> str:
     if not _ENVIRONMENT_ID.fullmatch(environment_id):

@@ -171,6 +171,21 @@ async def _begin_if_deferred(
         await cursor.execute("BEGIN")
 
 
+async def _queued(
+    connection: AsyncConnection,
+    driver: psycopg.AsyncConnection[Any],
+    cursors: list[psycopg.AsyncCursor[Any]],
+    statement: Any,
+    parameters: Any,
+) -> psycopg.AsyncCursor[Any]:
+    """Send a built statement on the driver (in a pipeline: queued); its cursor."""
+    compiled = _compiled(statement, connection.dialect)
+    cursor = driver.cursor(row_factory=namedtuple_row)
+    cursors.append(cursor)
+    await cursor.execute(compiled.string, compiled.construct_params(parameters))
+    return cursor
+
+
 async def pipelined(connection: AsyncConnection, *reads: _Read[Any]) -> list[Any]:
     """Run ``reads`` in one round trip (PostgreSQL pipeline mode), in order; their answers.
 
@@ -182,14 +197,12 @@ async def pipelined(connection: AsyncConnection, *reads: _Read[Any]) -> list[Any
         async with driver.pipeline():  # leaving it sends everything and waits for every answer
             await _begin_if_deferred(connection, driver, cursors)
             for read in reads:
-                mine = []
-                for statement, parameters in read.statements:
-                    compiled = _compiled(statement, connection.dialect)
-                    cursor = driver.cursor(row_factory=namedtuple_row)
-                    cursors.append(cursor)
-                    await cursor.execute(compiled.string, compiled.construct_params(parameters))
-                    mine.append(cursor)
-                sent.append(mine)
+                sent.append(
+                    [
+                        await _queued(connection, driver, cursors, statement, parameters)
+                        for statement, parameters in read.statements
+                    ]
+                )
         answers = []
         for read, mine in zip(reads, sent, strict=True):
             rows = [await c.fetchall() if c.description is not None else [] for c in mine]
@@ -427,10 +440,7 @@ async def consumed_at_once(
         async with driver.pipeline():
             await _begin_if_deferred(connection, driver, cursors)
             for statement, values in lock.statements:
-                compiled = _compiled(statement, connection.dialect)
-                cursor = driver.cursor()
-                cursors.append(cursor)
-                await cursor.execute(compiled.string, compiled.construct_params(values))
+                await _queued(connection, driver, cursors, statement, values)
             decided = driver.cursor()
             cursors.append(decided)
             await decided.execute(_CONSUMED_AT_ONCE, parameters)
