@@ -49,7 +49,7 @@ class Container:
 def build(settings: Settings | None = None) -> Container:
     settings = settings or Settings()
     database = open_database(settings.database_url, pool_size=settings.pool_size)
-    uow = SqlUnitOfWorkFactory(database, consume_at_once=settings.consume_at_once)
+    uow = SqlUnitOfWorkFactory(database, at_once=settings.at_once)
     return Container(settings, database, uow)
 
 

@@ -28,11 +28,11 @@ class Settings(BaseSettings):
         "'partition' only those on the same product (single-shard transactions on a "
         "distributed database), 'off' runs each alone",
     )
-    consume_at_once: bool = Field(
+    at_once: bool = Field(
         default=True,
-        description="On PostgreSQL, decide a batch of consumes of one quantity at one path in "
-        "one statement under the product's lock (one round trip); false decides every batch "
-        "in Python between its read and its writes",
+        description="On PostgreSQL, decide a batch of consumes of one quantity at one path, "
+        "and a batch of on-hand change events, in one statement under the products' locks "
+        "(one round trip); false decides every batch in Python between its read and its writes",
     )
     log_level: str = Field(default="info", description="debug, info, warning or error")
 

@@ -47,7 +47,7 @@ RETURNED = {"pos": {"inbound": "Subtraction"}}
 # One consume: (id, product, path, quantity, measures).
 consumes = st.tuples(
     st.sampled_from(["a", "b", "c", "d", "e", "f"]),
-    st.sampled_from(["P", "P", "P", "P", "Q"]),
+    st.sampled_from(["P", "P", "P", "P", "Q", "R"]),  # R: never stocked nor allocated
     st.sampled_from(["vip", "vip", "vip", "other"]),
     st.sampled_from(["1", "1", "1", "2", "0.5"]),
     st.sampled_from(["sold", "sold", "sold", "returned"]),
@@ -158,6 +158,11 @@ def stored(libpq: str, environment: str) -> dict[str, Any]:
             "FROM onhand_measures WHERE environment_id = %s ORDER BY 1, 2, 3, 4",
             (environment,),
         ).fetchall()
+        partition_rows = connection.execute(
+            "SELECT organization_id, product_id FROM partitions WHERE environment_id = %s "
+            "ORDER BY 1, 2",
+            (environment,),
+        ).fetchall()
         entries = connection.execute(
             "SELECT product_id, kind, operation_id, fingerprint, request::text, effects::text, "
             "result::text, actor FROM journal WHERE environment_id = %s ORDER BY sequence",
@@ -166,6 +171,7 @@ def stored(libpq: str, environment: str) -> dict[str, Any]:
     return {
         "allocations": allocation_rows,
         "measures": measure_rows,
+        "partitions": partition_rows,
         # JSON compared as values: numbers as exact decimals (1 and 1.000000 are equal).
         "journal": [
             (*entry[:4], loads(entry[4]), loads(entry[5]), loads(entry[6]), entry[7])
@@ -180,7 +186,7 @@ async def scenario(
     libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     tag = secrets.token_hex(4)
     at_once = build(Settings(database_url=url, pool_size=2))
-    in_python = build(Settings(database_url=url, pool_size=2, consume_at_once=False))
+    in_python = build(Settings(database_url=url, pool_size=2, at_once=False))
     statements: list[BatchTiming] = []
     at_once.observe_batches(
         lambda timing: statements.append(timing) if timing.in_one_statement else None

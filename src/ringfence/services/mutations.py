@@ -55,6 +55,7 @@ __all__ = [
     "Applied",
     "AtOnce",
     "ConfigurationChanged",
+    "DecideInProcess",
     "Operation",
     "Prepared",
     "replay",
@@ -67,6 +68,11 @@ _ATTEMPTS = 3
 
 class ConfigurationChanged(Exception):
     """The configuration a batch assumed is no longer the environment's: decide it again."""
+
+
+class DecideInProcess(Exception):
+    """Storage applied nothing of a batch it was given to decide at once (an operation was
+    refused, which only the domain's rule answers): decide it in process instead."""
 
 
 class Operation(Protocol):
@@ -126,8 +132,10 @@ class Prepared(Generic[Op]):
 
 AtOnce = Callable[[UnitOfWork, Prepared[Op]], Awaitable[list[ItemResult] | None]]
 """Decides a prepared batch another way than loading, applying and writing (one statement, for
-like consumes): its results, or None if it does not apply. :class:`ConfigurationChanged` if the
-configuration is no longer the environment's."""
+like consumes and for on-hand change events): its results, or None if it does not apply (the
+batch is then decided in process in the same unit of work). :class:`ConfigurationChanged` if
+the configuration is no longer the environment's; :class:`DecideInProcess` if it committed
+nothing but the batch must be decided in process, in a new unit of work."""
 
 
 def _request_id(request: object) -> str | None:
@@ -148,17 +156,21 @@ async def run_mutations(
     at_once: AtOnce[Op] | None = None,
 ) -> list[ItemResult]:
     """Run a batch of mutations of one kind; one result per request, in request order."""
-    for _ in range(_ATTEMPTS):
+    attempts = 0
+    while attempts < _ATTEMPTS:
         try:
             return await _attempt(
                 uow, principal, environment_id, kind, requests, validate, apply, authorize, at_once
             )
+        except DecideInProcess:
+            at_once = None  # once: not an attempt lost to contention
+            continue
         except DuplicateOperation:
             # A concurrent call journaled one of these ids first: decide again, now seeing it.
-            continue
+            pass
         except ConfigurationChanged:
             forget(environment_id)  # the next attempt loads the new one
-            continue
+        attempts += 1
     raise Unavailable(
         "contention",
         "too many concurrent calls reused the same operation ids or changed the configuration; "

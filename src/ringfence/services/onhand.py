@@ -17,7 +17,7 @@ from ringfence.domain.onhand import (
     validate_onhand_change,
     validate_set_onhand,
 )
-from ringfence.domain.operations import Context, ItemResult, OperationKind
+from ringfence.domain.operations import Bucket, Context, ItemResult, OperationKind
 from ringfence.domain.query import (
     ExactQueryRequest,
     IndexQueryRequest,
@@ -28,8 +28,16 @@ from ringfence.domain.query import (
     onhand_rows,
 )
 from ringfence.services.configuration import load_configuration
-from ringfence.services.mutations import Applied, run_mutations
-from ringfence.services.ports import UnitOfWorkFactory
+from ringfence.services.mutations import (
+    Applied,
+    ConfigurationChanged,
+    DecideInProcess,
+    Prepared,
+    replay,
+    run_mutations,
+    success_body,
+)
+from ringfence.services.ports import ChangeLine, ChangesAtOnce, UnitOfWork, UnitOfWorkFactory
 
 __all__ = [
     "post_onhand_changes",
@@ -75,7 +83,68 @@ async def post_onhand_changes(
         requests,
         validate_onhand_change,
         _apply_change,
+        at_once=_changes_at_once,
     )
+
+
+async def _changes_at_once(
+    work: UnitOfWork, batch: Prepared[OnHandChange]
+) -> list[ItemResult] | None:
+    """Change events with no id twice, applied by storage in one statement under their
+    products' locks (:class:`~ringfence.services.ports.ChangesAtOnce`); None where storage
+    cannot, or for a batch that names an id twice.
+
+    An event only adds its deltas, so each one not journaled before is applied, unless a
+    measure would leave the supported range: then storage applies none of them and the batch
+    is decided in process, where the domain's rule refuses that event alone.
+    """
+    operations = [item for item in batch.items if isinstance(item, OnHandChange)]
+    if len({operation.id for operation in operations}) != len(operations):
+        return None
+    bodies: dict[int, dict[str, object]] = {}
+    lines: list[ChangeLine] = []
+    for index, item in enumerate(batch.items):
+        if isinstance(item, OnHandChange):
+            record, meaning = batch.meanings[index]
+            bodies[index] = success_body(item.id, Bucket.SUCCESS, "", {})
+            lines.append(
+                ChangeLine(
+                    index,
+                    item.id,
+                    meaning,
+                    record,
+                    bodies[index],
+                    item.partition,
+                    item.dimensions,
+                    item.quantities,
+                )
+            )
+    done = await work.changes_at_once(
+        ChangesAtOnce(
+            environment_id=batch.environment_id,
+            configuration=batch.configuration.stamp,
+            lines=tuple(lines),
+            actor=batch.context.actor,
+            recorded_at=batch.context.now,
+        )
+    )
+    if done is None:
+        return None
+    if not done.current:
+        raise ConfigurationChanged
+    if not done.applied:
+        raise DecideInProcess
+    results: list[ItemResult] = []
+    for index, item in enumerate(batch.items):
+        if not isinstance(item, OnHandChange):
+            results.append(item)
+            continue
+        journaled = done.known.get(item.id)
+        if journaled is not None:
+            results.append(replay(index, item, batch.meanings[index][1], *journaled))
+        else:
+            results.append(ItemResult(index, item.id, Bucket.SUCCESS, bodies[index]))
+    return results
 
 
 async def set_onhand(

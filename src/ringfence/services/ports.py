@@ -35,6 +35,9 @@ __all__ = [
     "BatchReads",
     "BatchState",
     "BatchWrites",
+    "ChangeLine",
+    "ChangedAtOnce",
+    "ChangesAtOnce",
     "ConfigurationRepository",
     "ConfigurationStamp",
     "ConsumeAtOnce",
@@ -361,6 +364,11 @@ class UnitOfWork(Protocol):
         decided as any other)."""
         ...
 
+    async def changes_at_once(self, batch: ChangesAtOnce) -> ChangedAtOnce | None:
+        """Apply ``batch`` in one statement under its partitions' locks, and commit: one round
+        trip. None, having done nothing, where storage cannot."""
+        ...
+
     async def commit(self) -> None: ...
 
 
@@ -419,6 +427,50 @@ class ConsumedAtOnce:
 
 
 @dataclass(frozen=True, slots=True)
+class ChangeLine:
+    """One on-hand change event of a :class:`ChangesAtOnce` batch, as it is journaled if
+    applied."""
+
+    position: int
+    operation_id: str
+    fingerprint: str
+    request: Mapping[str, object]
+    result: Mapping[str, object]
+    partition: PartitionKey
+    dimensions: Dimensions
+    deltas: tuple[tuple[MeasureRef, Decimal], ...]
+    """Each measure's delta, in the order its effects list them (no measure twice)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangesAtOnce:
+    """On-hand change events, no id twice: decided as one by one in order, each event whose id
+    is journaled is a replay and every other one is applied, unless one would take a measure
+    beyond the supported range: then storage applies none and says so (the batch is then
+    decided in process, where that event alone is refused)."""
+
+    environment_id: str
+    configuration: ConfigurationStamp
+    """The configuration the lines were validated with: if it is no longer the environment's,
+    nothing is written."""
+    lines: tuple[ChangeLine, ...]
+    actor: str
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedAtOnce:
+    """What storage found and did for a :class:`ChangesAtOnce` batch."""
+
+    current: bool
+    """The configuration was still the environment's (else nothing was written)."""
+    applied: bool
+    """Every line not journaled before was applied (else none was: one left the range)."""
+    known: Mapping[str, tuple[str, Mapping[str, object]]]
+    """Journaled lines by id: their fingerprint and result."""
+
+
+@dataclass(frozen=True, slots=True)
 class BatchTiming:
     """Where a committed batch's time went, in seconds: taking its partitions' locks and
     reading what it needs, deciding its operations (in process, under the locks), and writing
@@ -430,7 +482,8 @@ class BatchTiming:
     decide: float
     write_and_commit: float
     in_one_statement: bool = False
-    """Decided by storage in one round trip (:class:`ConsumeAtOnce`): all of its time is then
+    """Decided by storage in one round trip (:class:`ConsumeAtOnce`, :class:`ChangesAtOnce`):
+    all of its time is then
     ``write_and_commit``'s."""
 
 

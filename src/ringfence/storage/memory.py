@@ -33,6 +33,8 @@ from ringfence.services.ports import (
     BatchReads,
     BatchState,
     BatchWrites,
+    ChangedAtOnce,
+    ChangesAtOnce,
     ConfigurationStamp,
     ConsumeAtOnce,
     ConsumedAtOnce,
@@ -448,6 +450,9 @@ class MemoryUnitOfWork:
 
     async def consume_at_once(self, batch: ConsumeAtOnce) -> ConsumedAtOnce | None:
         return None  # decided like any other batch
+
+    async def changes_at_once(self, batch: ChangesAtOnce) -> ChangedAtOnce | None:
+        return None
 
     async def commit(self) -> None:
         self.committed = True

@@ -57,6 +57,8 @@ from ringfence.domain.quantity import MAX_QUANTITY, from_units, to_units
 from ringfence.domain.query import AggregateRow, OnHandSelection
 from ringfence.jsoncodec import dumps, loads
 from ringfence.services.ports import (
+    ChangedAtOnce,
+    ChangesAtOnce,
     ConfigurationStamp,
     ConsumeAtOnce,
     ConsumedAtOnce,
@@ -295,7 +297,14 @@ async def written(connection: AsyncConnection, *writes: _Write, commit: bool = F
         await connection.commit()
 
 
-_CONSUMED_AT_ONCE = """
+_CREATED_BY_THE_LOCK = "p.version = 1 AND p.xmin = pg_current_xact_id()::xid"
+"""A partition row the batch's lock statement inserted (an update would have raised its
+version). A statement that writes nothing deletes them: its transaction commits all the same
+(COMMIT goes in the same round trip), and refusals alone leave no trace, as when a batch is
+decided in Python, whose transaction then rolls back."""
+
+_CONSUMED_AT_ONCE = (
+    """
 WITH lines AS (
   SELECT * FROM json_to_recordset(%(lines)s::json) AS l(
     ord int, environment_id text, kind text, id text, fp text, request json, result json)
@@ -379,11 +388,20 @@ entries AS (
     a.result, %(actor)s, %(at)s
   FROM applied a ORDER BY a.ord
   RETURNING 1
+),
+unlocked AS (
+  DELETE FROM partitions p USING decided d
+  WHERE d.applied = 0 AND p.environment_id = %(env)s AND p.organization_id = %(org)s
+    AND p.product_id = %(product)s AND """
+    + _CREATED_BY_THE_LOCK
+    + """
+  RETURNING 1
 )
 SELECT (SELECT current FROM stamp), (SELECT allocated FROM held), (SELECT applied FROM decided),
   (SELECT json_agg(base ORDER BY pos) FROM moved)::text,
   (SELECT json_agg(json_build_array(id, fingerprint, result)) FROM known)::text
 """
+)
 """A :class:`~ringfence.services.ports.ConsumeAtOnce` batch decided and written in one
 statement (PostgreSQL), after its partition's lock: see :func:`consumed_at_once`."""
 
@@ -436,6 +454,23 @@ async def consumed_at_once(
         "actor": batch.actor,
         "at": batch.recorded_at,
     }
+    current, held, applied, values, known = await _in_one_round_trip(
+        connection, lock, _CONSUMED_AT_ONCE, parameters
+    )
+    return ConsumedAtOnce(
+        current=bool(current),
+        held=from_units(held),
+        values=tuple(from_units(value) for value in orjson.loads(values)),
+        applied=int(applied),
+        known=_known(known),
+    )
+
+
+async def _in_one_round_trip(
+    connection: AsyncConnection, lock: _Read[None], sql: str, parameters: Mapping[str, Any]
+) -> Any:
+    """Send the transaction's BEGIN (if owed), ``lock``, one statement and COMMIT in one
+    pipeline; the statement's one row, once the server committed."""
     async with _driver(connection) as (driver, cursors):
         async with driver.pipeline():
             await _begin_if_deferred(connection, driver, cursors)
@@ -443,22 +478,178 @@ async def consumed_at_once(
                 await _queued(connection, driver, cursors, statement, values)
             decided = driver.cursor()
             cursors.append(decided)
-            await decided.execute(_CONSUMED_AT_ONCE, parameters)
+            await decided.execute(sql, parameters)
             await driver.commit()
         row = await decided.fetchone()
     await connection.commit()
     assert row is not None
-    current, held, applied, values, known = row
-    return ConsumedAtOnce(
-        current=bool(current),
-        held=from_units(held),
-        values=tuple(from_units(value) for value in orjson.loads(values)),
-        applied=int(applied),
-        known={
-            operation_id: (digest, loads(result))
-            for operation_id, digest, result in (orjson.loads(known) if known else ())
-        },
+    return row
+
+
+def _known(text: str | None) -> dict[str, tuple[str, Any]]:
+    """Journaled lines, as the statements return them: id -> (fingerprint, result)."""
+    return {
+        operation_id: (digest, loads(result))
+        for operation_id, digest, result in (orjson.loads(text) if text else ())
+    }
+
+
+_CHANGED_AT_ONCE = (
+    """
+WITH lines AS (
+  SELECT * FROM json_to_recordset(%(lines)s::json) AS l(
+    ord int, environment_id text, kind text, id text, org text, product text, fp text,
+    request json, result json)
+),
+changes AS (
+  SELECT * FROM json_to_recordset(%(changes)s::json) AS c(
+    ord int, pos int, environment_id text, org text, product text, dk text, dims json,
+    ds text, m text, name text, delta bigint)
+),
+known AS (
+  SELECT l.ord, l.id, match.fingerprint, match.result
+  FROM lines l CROSS JOIN LATERAL (
+    SELECT journal.fingerprint, journal.result::text AS result FROM journal
+    WHERE journal.environment_id = l.environment_id AND journal.kind = l.kind
+      AND journal.operation_id = l.id
+    OFFSET 0
+  ) AS match
+),
+stamp AS (
+  SELECT coalesce((
+    SELECT c.version = %(version)s AND c.created_at = %(created_at)s
+    FROM environments e JOIN configurations c
+      ON c.environment_id = e.environment_id AND c.version = e.configuration_version
+    WHERE e.environment_id = %(env)s
+  ), false) AS current
+),
+fresh AS (
+  SELECT c.* FROM changes c WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.ord = c.ord)
+),
+running AS (
+  SELECT f.*, coalesce(o.quantity, 0) + sum(f.delta) OVER (
+    PARTITION BY f.org, f.product, f.dk, f.ds, f.m ORDER BY f.ord ROWS UNBOUNDED PRECEDING
+  ) AS value
+  FROM fresh f LEFT JOIN LATERAL (
+    SELECT onhand_measures.quantity FROM onhand_measures
+    WHERE onhand_measures.environment_id = f.environment_id
+      AND onhand_measures.organization_id = f.org AND onhand_measures.product_id = f.product
+      AND onhand_measures.dimensions_key = f.dk AND onhand_measures.data_source = f.ds
+      AND onhand_measures.measure = f.m
+    OFFSET 0
+  ) AS o ON true
+),
+decided AS (
+  SELECT (SELECT current FROM stamp)
+    AND coalesce((SELECT bool_and(abs(value) <= %(max)s) FROM running), true) AS applied
+),
+measures_written AS (
+  INSERT INTO onhand_measures (environment_id, organization_id, product_id, dimensions_key,
+    data_source, measure, dimensions, quantity, set_at)
+  SELECT DISTINCT ON (r.org, r.product, r.dk, r.ds, r.m)
+    %(env)s, r.org, r.product, r.dk, r.ds, r.m, r.dims::jsonb, r.value, NULL::timestamptz
+  FROM running r, decided d WHERE d.applied
+  ORDER BY r.org, r.product, r.dk, r.ds, r.m, r.ord DESC
+  ON CONFLICT (environment_id, organization_id, product_id, dimensions_key, data_source, measure)
+  DO UPDATE SET quantity = EXCLUDED.quantity
+  RETURNING 1
+),
+effects AS (
+  SELECT r.ord, json_agg(json_build_object(
+    'dimensions', r.dims, 'measure', r.name,
+    'delta', trim_scale(r.delta * 0.000001), 'value', trim_scale(r.value * 0.000001)
+  ) ORDER BY r.pos) AS effects
+  FROM running r GROUP BY r.ord
+),
+entries AS (
+  INSERT INTO journal (environment_id, organization_id, product_id, kind, operation_id,
+    fingerprint, request, effects, result, actor, recorded_at)
+  SELECT %(env)s, l.org, l.product, l.kind, l.id, l.fp, l.request, e.effects,
+    l.result, %(actor)s, %(at)s
+  FROM lines l JOIN effects e ON e.ord = l.ord, decided d
+  WHERE d.applied
+  ORDER BY l.ord
+  RETURNING 1
+),
+unlocked AS (
+  DELETE FROM partitions p
+  USING (SELECT DISTINCT environment_id, org, product FROM lines) l
+  WHERE NOT ((SELECT applied FROM decided) AND EXISTS (SELECT 1 FROM fresh))
+    AND p.environment_id = l.environment_id AND p.organization_id = l.org
+    AND p.product_id = l.product AND """
+    + _CREATED_BY_THE_LOCK
+    + """
+  RETURNING 1
+)
+SELECT (SELECT current FROM stamp), (SELECT applied FROM decided),
+  (SELECT json_agg(json_build_array(id, fingerprint, result)) FROM known)::text
+"""
+)
+"""A :class:`~ringfence.services.ports.ChangesAtOnce` batch decided and written in one
+statement (PostgreSQL), after its partitions' locks: see :func:`changed_at_once`."""
+
+
+async def changed_at_once(
+    connection: AsyncConnection, batch: ChangesAtOnce, lock: _Read[None]
+) -> ChangedAtOnce:
+    """Take ``lock``, apply ``batch`` and commit: one round trip.
+
+    The statement reads the lines' journal entries and the measures' values after the locks
+    are granted, computes every measure's value after each event (a running sum per measure,
+    in the lines' order), and, unless one leaves the supported range (or the configuration is
+    no longer the one assumed), writes each measure's last value and a journal entry per event
+    not journaled before, its effects' values as they were after it.
+    """
+    environment = batch.environment_id
+    kind = OperationKind.ONHAND_CHANGE.value
+    lines: list[dict[str, object]] = []
+    changes: list[dict[str, object]] = []
+    for line in batch.lines:
+        organization, product = line.partition.organization_id, line.partition.product_id
+        lines.append(
+            {
+                "ord": line.position,
+                "environment_id": environment,
+                "kind": kind,
+                "id": line.operation_id,
+                "org": organization,
+                "product": product,
+                "fp": line.fingerprint,
+                "request": line.request,
+                "result": line.result,
+            }
+        )
+        dimensions, key = line.dimensions.as_dict(), line.dimensions.key
+        for position, (ref, delta) in enumerate(line.deltas):
+            changes.append(
+                {
+                    "ord": line.position,
+                    "pos": position,
+                    "environment_id": environment,
+                    "org": organization,
+                    "product": product,
+                    "dk": key,
+                    "dims": dimensions,
+                    "ds": ref.data_source,
+                    "m": ref.measure,
+                    "name": str(ref),
+                    "delta": to_units(delta),
+                }
+            )
+    parameters = {
+        "lines": dumps(lines).decode(),
+        "changes": dumps(changes).decode(),
+        "env": environment,
+        "max": to_units(MAX_QUANTITY),
+        "version": batch.configuration.version,
+        "created_at": batch.configuration.created_at,
+        "actor": batch.actor,
+        "at": batch.recorded_at,
+    }
+    current, applied, known = await _in_one_round_trip(
+        connection, lock, _CHANGED_AT_ONCE, parameters
     )
+    return ChangedAtOnce(current=bool(current), applied=bool(applied), known=_known(known))
 
 
 @contextmanager

@@ -18,6 +18,8 @@ from ringfence.services.ports import (
     BatchState,
     BatchTiming,
     BatchWrites,
+    ChangedAtOnce,
+    ChangesAtOnce,
     ConsumeAtOnce,
     ConsumedAtOnce,
     UnitOfWork,
@@ -34,6 +36,7 @@ from ringfence.storage.repositories import (
     SqlReservationRepository,
     SqlSessionRepository,
     SqlTokenRepository,
+    changed_at_once,
     consumed_at_once,
     journal_keys,
     pipelined,
@@ -129,7 +132,7 @@ class SqlUnitOfWork:
     async def consume_at_once(self, batch: ConsumeAtOnce) -> ConsumedAtOnce | None:
         """On PostgreSQL (unless switched off), the partition's lock, the statement of
         :func:`~ringfence.storage.repositories.consumed_at_once` and COMMIT in one round trip."""
-        if not self._at_once or self._connection.dialect.name != "postgresql":
+        if not self._in_one_statement():
             return None
         started = time.perf_counter()
         with journal_keys():
@@ -138,18 +141,41 @@ class SqlUnitOfWork:
                 batch,
                 self.partitions.lock_read(batch.environment_id, [batch.key.partition]),
             )
+        self._observe_one_statement(OperationKind.CONSUME, len(batch.lines), started)
+        return done
+
+    async def changes_at_once(self, batch: ChangesAtOnce) -> ChangedAtOnce | None:
+        """On PostgreSQL (unless switched off), the partitions' locks, the statement of
+        :func:`~ringfence.storage.repositories.changed_at_once` and COMMIT in one round trip."""
+        if not self._in_one_statement():
+            return None
+        started = time.perf_counter()
+        partitions = sorted({line.partition for line in batch.lines})
+        with journal_keys():
+            done = await changed_at_once(
+                self._connection,
+                batch,
+                self.partitions.lock_read(batch.environment_id, partitions),
+            )
+        if done.applied:
+            self._observe_one_statement(OperationKind.ONHAND_CHANGE, len(batch.lines), started)
+        return done
+
+    def _in_one_statement(self) -> bool:
+        return self._at_once and self._connection.dialect.name == "postgresql"
+
+    def _observe_one_statement(self, kind: OperationKind, operations: int, started: float) -> None:
         if self._observer is not None:
             self._observer(
                 BatchTiming(
-                    kind=OperationKind.CONSUME,
-                    operations=len(batch.lines),
+                    kind=kind,
+                    operations=operations,
                     lock_and_read=0.0,
                     decide=0.0,
                     write_and_commit=time.perf_counter() - started,
                     in_one_statement=True,
                 )
             )
-        return done
 
     async def write_and_commit(self, writes: BatchWrites) -> None:
         """On PostgreSQL, one round trip: the upserts, the journal's rows and COMMIT. Then the
@@ -195,10 +221,11 @@ class SqlUnitOfWorkFactory:
     :class:`Unavailable`, which the API answers with 503 and ``Retry-After``.
     """
 
-    def __init__(self, database: Database, *, consume_at_once: bool = True) -> None:
+    def __init__(self, database: Database, *, at_once: bool = True) -> None:
         self.database = database
-        self.consume_at_once = consume_at_once
-        """Whether batches of like consumes are decided in one statement (PostgreSQL)."""
+        self.at_once = at_once
+        """Whether batches of like consumes and of on-hand change events are decided in one
+        statement (PostgreSQL)."""
         self.observer: BatchObserver | None = None
         """Told of every committed batch's timing (:meth:`Container.observe_batches`)."""
 
@@ -210,12 +237,12 @@ class SqlUnitOfWorkFactory:
             async with engine.connect() as connection:
                 await connection.begin()
                 if not deferred:
-                    yield SqlUnitOfWork(connection, self.observer, at_once=self.consume_at_once)
+                    yield SqlUnitOfWork(connection, self.observer, at_once=self.at_once)
                     return
                 info = connection.sync_connection.info  # type: ignore[union-attr]
                 defer_begin(info)
                 try:
-                    yield SqlUnitOfWork(connection, self.observer, at_once=self.consume_at_once)
+                    yield SqlUnitOfWork(connection, self.observer, at_once=self.at_once)
                 finally:
                     defer_begin(info, False)
         except (DBAPIError, PoolTimeout) as error:
