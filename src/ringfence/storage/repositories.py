@@ -902,6 +902,13 @@ _CURRENT_STAMP = (
 _TOKENS_BY_ID = select(tokens).where(tokens.c.token_id.in_(bindparam("ids", expanding=True)))
 """Read for every batch of requests (their tokens): built once."""
 
+_TOKENS_IN_JSON = select(tokens).where(
+    tokens.c.token_id.in_(
+        select(func.json_array_elements_text(cast(bindparam("ids", type_=Text), postgresql.JSON)))
+    )
+)
+"""The same on PostgreSQL, its ids one JSON array (no statement rendered per list length)."""
+
 
 class SqlConfigurationRepository(_Repository):
     async def current(self, environment_id: str) -> StoredConfiguration | None:
@@ -981,17 +988,23 @@ class SqlConfigurationRepository(_Repository):
 
 
 def _token(row: Any) -> TokenRecord:
+    created_at = _utc(row.created_at)
+    assert created_at is not None
     return TokenRecord(
         token_id=row.token_id,
         environment_id=row.environment_id,
         name=row.name,
         role=Role(row.role),
         secret_hash=row.secret_hash,
-        created_at=row.created_at,
+        created_at=created_at,
         organizations=tuple(row.organizations) if row.organizations is not None else None,
         group_scope=tuple((str(name), str(value)) for name, value in row.group_scope),
-        revoked_at=row.revoked_at,
+        revoked_at=_utc(row.revoked_at),
     )
+
+
+def _tokens(rows: list[list[Any]]) -> dict[str, TokenRecord]:
+    return {row.token_id: _token(row) for row in _rows_of(rows)}
 
 
 class SqlTokenRepository(_Repository):
@@ -1017,7 +1030,15 @@ class SqlTokenRepository(_Repository):
         return _token(row) if row is not None else None
 
     async def get_many(self, token_ids: Sequence[str]) -> dict[str, TokenRecord]:
-        found: dict[str, TokenRecord] = {}
+        """Read for every batch of requests: on PostgreSQL, one statement sent on the driver
+        (SQLAlchemy's execution path was half of a token check's time)."""
+        if self._connection.dialect.name == "postgresql":
+            ids = orjson.dumps(list(token_ids)).decode()
+            (found,) = await pipelined(
+                self._connection, _Read(((_TOKENS_IN_JSON, {"ids": ids}),), _tokens)
+            )
+            return found  # type: ignore[no-any-return]
+        found = {}
         for chunk in _chunks(token_ids):
             for row in await self._connection.execute(_TOKENS_BY_ID, {"ids": list(chunk)}):
                 found[row.token_id] = _token(row)
