@@ -10,13 +10,16 @@ from decimal import Decimal
 import psycopg
 import pytest
 from sqlalchemy import make_url
+from sqlalchemy.exc import DBAPIError
 
 from ringfence.domain.configuration import MeasureRef
 from ringfence.domain.dimensions import Dimensions
 from ringfence.domain.ledger import Needs
 from ringfence.domain.measures import MeasureKey, MeasureState
 from ringfence.domain.operations import OperationKind, PartitionKey
-from ringfence.services.ports import BatchReads, UnitOfWorkFactory
+from ringfence.services.ports import BatchReads, UnitOfWork, UnitOfWorkFactory
+from ringfence.storage.repositories import in_one_round_trip
+from ringfence.storage.unit_of_work import SqlUnitOfWork
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -117,3 +120,83 @@ async def test_a_unit_that_fails_keeps_nothing_and_its_connection_serves_the_nex
             await work.lock_and_read(reads(environment_id))
             assert locked(other, environment_id)
     assert stored(other, environment_id) == 0
+
+
+# -- one round trip: a lock and one statement, as a hot batch sends them ---------------------
+
+
+NEW = PartitionKey("usmf", "new-product")
+
+
+def sql(work: UnitOfWork) -> SqlUnitOfWork:
+    assert isinstance(work, SqlUnitOfWork)
+    return work
+
+
+SAME_TRANSACTION = (
+    "SELECT count(*) FROM partitions WHERE environment_id = %(environment_id)s "
+    "AND product_id = 'new-product' AND xmin = pg_current_xact_id()::xid"
+)
+
+
+async def test_a_lock_and_a_statement_sent_alone_are_one_transaction(
+    uow: UnitOfWorkFactory, environment_id: str, other: psycopg.Connection
+) -> None:
+    """With nothing sent before, they go without BEGIN and COMMIT: the statement runs in the
+    transaction that inserted the lock's row, which is committed once the call returns."""
+    async with uow() as work:
+        connection = sql(work)._connection
+        lock = sql(work).partitions.lock_read(environment_id, [NEW])
+        (count,) = await in_one_round_trip(
+            connection, lock, SAME_TRANSACTION, {"environment_id": environment_id}
+        )
+        assert count == 1
+        assert not locked(other, environment_id)
+    row = other.execute(
+        "SELECT count(*) FROM partitions WHERE environment_id = %s AND product_id = %s",
+        (environment_id, NEW.product_id),
+    ).fetchone()
+    assert row == (1,)
+
+
+async def test_a_statement_that_fails_takes_its_lock_with_it(
+    uow: UnitOfWorkFactory, environment_id: str, other: psycopg.Connection
+) -> None:
+    async def divide_by_zero_after_the_lock() -> None:
+        async with uow() as work:
+            lock = sql(work).partitions.lock_read(environment_id, [NEW])
+            await in_one_round_trip(
+                sql(work)._connection,
+                lock,
+                "SELECT 1 / (count(*) - 1) FROM partitions WHERE environment_id = %(e)s "
+                "AND product_id = 'new-product'",
+                {"e": environment_id},
+            )
+
+    with pytest.raises(DBAPIError):
+        await divide_by_zero_after_the_lock()
+    row = other.execute(
+        "SELECT count(*) FROM partitions WHERE environment_id = %s AND product_id = %s",
+        (environment_id, NEW.product_id),
+    ).fetchone()
+    assert row == (0,)
+    async with uow() as work:  # the connection serves the next unit
+        await work.lock_and_read(reads(environment_id))
+        assert locked(other, environment_id)
+
+
+async def test_in_an_open_transaction_the_round_trip_commits_it(
+    uow: UnitOfWorkFactory, environment_id: str, other: psycopg.Connection
+) -> None:
+    async with uow() as work:
+        await work.onhand.save(environment_id, [(KEY, MeasureState(Decimal(3)))])  # BEGIN sent
+        lock = sql(work).partitions.lock_read(environment_id, [NEW])
+        (count,) = await in_one_round_trip(
+            sql(work)._connection,
+            lock,
+            SAME_TRANSACTION,
+            {"environment_id": environment_id},
+        )
+        assert count == 1
+    assert stored(other, environment_id) == 1
+    assert not locked(other, environment_id)
