@@ -1,12 +1,13 @@
-"""Batches of like consumes decided in one statement (PostgreSQL) answer, write and journal
-exactly what deciding them one by one in Python does.
+"""Batches of consumes decided in one statement (PostgreSQL) answer, write and journal exactly
+what deciding them one by one in Python does.
 
 Each example runs the same batches of consumes in two environments of one database: one served
 with ``consume_at_once`` (the default), the other without. Batches mix replays, ids reused with
-another meaning, refusals for want of allocation or of range, and requests that make a batch
-unlike (another path, quantity, product or measure, an id twice), which go the Python way in
-both. The answers, the allocation and measure rows and the journal must be the same, and every
-like batch must have been decided in one statement.
+another meaning, refusals for want of allocation or of range, groups of like consumes on
+several products, and batches that cannot be decided at once (two paths, quantities or
+measures on one product, an id twice), which go the Python way in both. The answers, the
+allocation, measure and partition rows and the journal must be the same, and every batch that
+can be must have been decided in one statement.
 """
 
 from __future__ import annotations
@@ -58,8 +59,24 @@ like_batches = st.builds(
     st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f"]), min_size=1, max_size=6, unique=True),
     consumes,
 )
+
+
+def one_kind_per_product(
+    lines: list[tuple[str, str, str, str, str]],
+) -> list[tuple[str, str, str, str, str]]:
+    """Each product's consumes made like its first (a batch of groups, one per product)."""
+    kinds: dict[str, tuple[str, str, str]] = {}
+    return [(line[0], line[1], *kinds.setdefault(line[1], line[2:])) for line in lines]
+
+
+# Groups of like consumes on several products, as a batch across products is.
+grouped_batches = st.lists(consumes, min_size=1, max_size=8, unique_by=lambda line: line[0]).map(
+    one_kind_per_product
+)
 batches = st.lists(
-    st.one_of(like_batches, st.lists(consumes, min_size=1, max_size=6)), min_size=1, max_size=5
+    st.one_of(like_batches, grouped_batches, st.lists(consumes, min_size=1, max_size=6)),
+    min_size=1,
+    max_size=5,
 )
 
 
@@ -77,9 +94,11 @@ def request(line: tuple[str, str, str, str, str], round_: str) -> ConsumeRequest
 
 
 def like(batch: list[tuple[str, str, str, str, str]]) -> bool:
-    """Whether the batch is one of like consumes (decided in one statement)."""
+    """Whether the batch is decided in one statement: no id twice, and on each product (all
+    at the same dimensions here) consumes of one path, quantity and measures only."""
     ids = [line[0] for line in batch]
-    return len(set(ids)) == len(ids) and len({line[1:] for line in batch}) == 1
+    groups = {line[1:] for line in batch}
+    return len(set(ids)) == len(ids) and len({group[0] for group in groups}) == len(groups)
 
 
 def answer(result: ItemResult) -> dict[str, Any]:

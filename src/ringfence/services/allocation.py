@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from ringfence.domain.access import Principal, Role
 from ringfence.domain.allocation import (
@@ -29,8 +29,14 @@ from ringfence.domain.allocation import (
 from ringfence.domain.configuration import Configuration
 from ringfence.domain.dimensions import Dimensions, check_identifier
 from ringfence.domain.errors import Conflict, Forbidden, RingfenceError
-from ringfence.domain.ledger import AllocationState, GroupPath, Ledger, LevelScope
-from ringfence.domain.measures import MeasureState
+from ringfence.domain.ledger import (
+    AllocationKey,
+    AllocationState,
+    GroupPath,
+    Ledger,
+    LevelScope,
+)
+from ringfence.domain.measures import MeasureKey, MeasureState
 from ringfence.domain.operations import Bucket, Context, ItemResult, OperationKind, PartitionKey
 from ringfence.services.configuration import load_configuration
 from ringfence.services.mutations import (
@@ -45,6 +51,7 @@ from ringfence.services.mutations import (
 )
 from ringfence.services.ports import (
     ConsumeAtOnce,
+    ConsumeGroup,
     ConsumeLine,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -205,49 +212,63 @@ async def consume(
     )
 
 
+MAX_GROUPS_AT_ONCE = 64
+"""A batch of more groups goes the Python way (the statement's work grows with their square)."""
+
+
 async def _consume_at_once(work: UnitOfWork, batch: Prepared[Consume]) -> list[ItemResult] | None:
-    """A batch of like consumes (one quantity at one path and dimensions, the same measures,
-    no reservation, no id twice) decided by storage in one statement under the product's lock
+    """A batch of consumes with no soft reservation and no id twice, in groups of like ones
+    (one quantity at one path and dimensions, the same measures) no two of which share a
+    product and dimensions, decided by storage in one statement under the products' locks
     (:class:`~ringfence.services.ports.ConsumeAtOnce`); None for any other batch, or where
     storage cannot.
 
-    Storage decides only how many of the consumes not journaled before are applied (the first
-    ones); the answers are built here, each refusal by the domain's own rule on the state the
-    applied ones left, exactly as deciding them one by one would.
+    Storage decides only how many of each group's consumes not journaled before are applied
+    (the first ones); the answers are built here, each refusal by the domain's own rule on the
+    state the applied ones left, exactly as deciding them one by one would.
     """
     operations = [item for item in batch.items if isinstance(item, Consume)]
-    first = operations[0].target
-    measures = operations[0].moves
+    if len({operation.id for operation in operations}) != len(operations) or any(
+        operation.reservation_measure is not None for operation in operations
+    ):
+        return None
+    members: dict[tuple[object, ...], list[int]] = {}
+    for index, item in enumerate(batch.items):
+        if isinstance(item, Consume):
+            like = (item.target.key(), item.target.quantity, item.physical)
+            members.setdefault(like, []).append(index)
+    firsts = [cast(Consume, batch.items[indexes[0]]) for indexes in members.values()]
+    places = {(first.target.partition, first.target.dimensions) for first in firsts}
     if (
-        len({ref for ref, _ in measures}) != len(measures)
-        or len({operation.id for operation in operations}) != len(operations)
-        or any(
-            operation.reservation_measure is not None
-            or operation.physical != operations[0].physical
-            or operation.target.key() != first.key()
-            or operation.target.quantity != first.quantity
-            for operation in operations
-        )
+        len(members) > MAX_GROUPS_AT_ONCE
+        or len(places) != len(members)
+        or any(len({ref for ref, _ in first.moves}) != len(first.moves) for first in firsts)
     ):
         return None
     bodies: dict[int, dict[str, object]] = {}
-    lines: list[ConsumeLine] = []
-    for index, item in enumerate(batch.items):
-        if isinstance(item, Consume):
+    groups: list[ConsumeGroup] = []
+    for first, indexes in zip(firsts, members.values(), strict=True):
+        lines: list[ConsumeLine] = []
+        for index in indexes:
+            item = cast(Consume, batch.items[index])
             record, meaning = batch.meanings[index]
             bodies[index] = success_body(item.id, Bucket.SUCCESS, "", {})
             lines.append(ConsumeLine(index, item.id, meaning, record, bodies[index]))
+        groups.append(
+            ConsumeGroup(
+                key=first.target.key(),
+                measures=first.moves,
+                quantity=first.target.quantity,
+                lines=tuple(lines),
+                path_effect=path_effect(first.target.key(), **first.path_deltas()),
+            )
+        )
     configuration = batch.configuration
-    q = first.quantity
     done = await work.consume_at_once(
         ConsumeAtOnce(
             environment_id=batch.environment_id,
             configuration=configuration.stamp,
-            key=first.key(),
-            measures=measures,
-            quantity=q,
-            lines=tuple(lines),
-            path_effect=path_effect(first.key(), **operations[0].path_deltas()),
+            groups=tuple(groups),
             actor=batch.context.actor,
             recorded_at=batch.context.now,
         )
@@ -257,18 +278,24 @@ async def _consume_at_once(work: UnitOfWork, batch: Prepared[Consume]) -> list[I
     if not done.current:
         raise ConfigurationChanged
     # The state the applied consumes left, on which every later one is refused.
-    applied = done.applied
+    measures: dict[MeasureKey, MeasureState] = {}
+    allocations: dict[AllocationKey, AllocationState] = {}
+    applied: dict[int, int] = {}
+    for first, group, outcome in zip(firsts, groups, done.groups, strict=True):
+        q, n = group.quantity, outcome.applied
+        for (ref, sign), value in zip(group.measures, outcome.values, strict=True):
+            measures[first.target.measure(ref)] = MeasureState(value + sign * q * n)
+        allocations[group.key] = AllocationState(allocated=outcome.held - q * n)
+        applied.update((line.position, n) for line in group.lines)
     ledger = Ledger(
         configuration.configuration,
-        measures={
-            first.measure(ref): MeasureState(value + sign * q * applied)
-            for (ref, sign), value in zip(measures, done.values, strict=True)
-        },
-        known_measures={first.measure(ref) for ref, _ in measures},
-        allocations={first.key(): AllocationState(allocated=done.held - q * applied)},
+        measures=measures,
+        known_measures=set(measures),
+        allocations=allocations,
     )
+    fresh: dict[int, int] = {}
+    group_of = {line.position: number for number, g in enumerate(groups) for line in g.lines}
     results: list[ItemResult] = []
-    fresh = 0
     for index, item in enumerate(batch.items):
         if not isinstance(item, Consume):
             results.append(item)
@@ -278,8 +305,9 @@ async def _consume_at_once(work: UnitOfWork, batch: Prepared[Consume]) -> list[I
         if journaled is not None:
             results.append(replay(index, item, meaning, *journaled))
             continue
-        fresh += 1
-        if fresh <= applied:
+        number = group_of[index]
+        fresh[number] = fresh.get(number, 0) + 1
+        if fresh[number] <= applied[index]:
             results.append(ItemResult(index, item.id, Bucket.SUCCESS, bodies[index]))
             continue
         try:

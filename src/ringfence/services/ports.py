@@ -41,10 +41,12 @@ __all__ = [
     "ConfigurationRepository",
     "ConfigurationStamp",
     "ConsumeAtOnce",
+    "ConsumeGroup",
     "ConsumeLine",
     "ConsumedAtOnce",
     "DuplicateOperation",
     "EnvironmentRepository",
+    "GroupConsumed",
     "JournalFilter",
     "JournalRepository",
     "OnHandRepository",
@@ -385,20 +387,15 @@ class ConsumeLine:
 
 
 @dataclass(frozen=True, slots=True)
-class ConsumeAtOnce:
+class ConsumeGroup:
     """Consumes of one quantity at one allocation path and dimensions, moving the same measures.
 
     Decided as one by one in order: each consume whose id is journaled is a replay; of the
     others, the first ``n`` are applied, ``n`` being the most that the path's allocated
     quantity covers and that keep every measure within the supported range (each consume moves
-    every measure the same way, so the first refusal refuses all that follow). That count is
-    all storage decides; the answers are the service's.
+    every measure the same way, so the first refusal refuses all that follow).
     """
 
-    environment_id: str
-    configuration: ConfigurationStamp
-    """The configuration the lines were validated with: if it is no longer the environment's,
-    nothing is written."""
     key: AllocationKey
     measures: tuple[tuple[MeasureRef, int], ...]
     """Each measure with +1 or -1: how it moves per unit, in the order effects list them."""
@@ -406,8 +403,38 @@ class ConsumeAtOnce:
     lines: tuple[ConsumeLine, ...]
     path_effect: Mapping[str, object]
     """The path's journaled effect (its deltas), the same for every line."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeAtOnce:
+    """Groups of like consumes (:class:`ConsumeGroup`), no two at the same product and
+    dimensions (so no two move the same measure), no id twice. How many of each group's fresh
+    lines are applied is all storage decides; the answers are the service's."""
+
+    environment_id: str
+    configuration: ConfigurationStamp
+    """The configuration the lines were validated with: if it is no longer the environment's,
+    nothing is written."""
+    groups: tuple[ConsumeGroup, ...]
     actor: str
     recorded_at: datetime
+
+    @property
+    def partitions(self) -> list[PartitionKey]:
+        """The groups' partitions, sorted (the order their locks are taken in)."""
+        return sorted({group.key.partition for group in self.groups})
+
+
+@dataclass(frozen=True, slots=True)
+class GroupConsumed:
+    """What storage found and did for one :class:`ConsumeGroup`."""
+
+    held: Decimal
+    """The path's allocated quantity before the batch."""
+    values: tuple[Decimal, ...]
+    """Each measure's value before the batch (in the group's order)."""
+    applied: int
+    """How many of the lines not journaled before were applied: the first ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,12 +443,8 @@ class ConsumedAtOnce:
 
     current: bool
     """The configuration was still the environment's (else nothing was written)."""
-    held: Decimal
-    """The path's allocated quantity before the batch."""
-    values: tuple[Decimal, ...]
-    """Each measure's value before the batch (in the batch's order)."""
-    applied: int
-    """How many of the lines not journaled before were applied: the first ones."""
+    groups: tuple[GroupConsumed, ...]
+    """In the batch's order of groups."""
     known: Mapping[str, tuple[str, Mapping[str, object]]]
     """Journaled lines by id: their fingerprint and result."""
 

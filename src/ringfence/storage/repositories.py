@@ -63,6 +63,7 @@ from ringfence.services.ports import (
     ConsumeAtOnce,
     ConsumedAtOnce,
     DuplicateOperation,
+    GroupConsumed,
     JournalFilter,
     ReservationFilter,
     SessionRecord,
@@ -300,14 +301,19 @@ async def written(connection: AsyncConnection, *writes: _Write, commit: bool = F
 _CREATED_BY_THE_LOCK = "p.version = 1 AND p.xmin = pg_current_xact_id()::xid"
 """A partition row the batch's lock statement inserted (an update would have raised its
 version). A statement that writes nothing deletes them: its transaction commits all the same
-(COMMIT goes in the same round trip), and refusals alone leave no trace, as when a batch is
+(in the same round trip), and refusals alone leave no trace, as when a batch is
 decided in Python, whose transaction then rolls back."""
 
 _CONSUMED_AT_ONCE = (
     """
 WITH lines AS (
   SELECT * FROM json_to_recordset(%(lines)s::json) AS l(
-    ord int, environment_id text, kind text, id text, fp text, request json, result json)
+    ord int, g int, environment_id text, kind text, id text, fp text, request json, result json)
+),
+groups AS (
+  SELECT * FROM json_to_recordset(%(groups)s::json) AS x(
+    g int, environment_id text, org text, product text, dk text, gp text, dims json, q bigint,
+    path_effect json)
 ),
 known AS (
   SELECT l.ord, l.id, match.fingerprint, match.result
@@ -327,83 +333,106 @@ stamp AS (
   ), false) AS current
 ),
 held AS (
-  SELECT coalesce((
-    SELECT allocated FROM allocations
-    WHERE environment_id = %(env)s AND organization_id = %(org)s AND product_id = %(product)s
-      AND dimensions_key = %(dk)s AND group_path = %(gp)s
-  ), 0) AS allocated
+  SELECT x.g, coalesce(a.allocated, 0) AS allocated
+  FROM groups x LEFT JOIN LATERAL (
+    SELECT allocations.allocated FROM allocations
+    WHERE allocations.environment_id = x.environment_id
+      AND allocations.organization_id = x.org AND allocations.product_id = x.product
+      AND allocations.dimensions_key = x.dk AND allocations.group_path = x.gp
+    OFFSET 0
+  ) AS a ON true
 ),
 moved AS (
-  SELECT x.pos, x.ds, x.m, x.name, x.sign, coalesce(o.quantity, 0) AS base
-  FROM json_to_recordset(%(measures)s::json) AS x(pos int, ds text, m text, name text, sign int)
-  LEFT JOIN onhand_measures o
-    ON o.environment_id = %(env)s AND o.organization_id = %(org)s AND o.product_id = %(product)s
-      AND o.dimensions_key = %(dk)s AND o.data_source = x.ds AND o.measure = x.m
+  SELECT m.g, m.pos, m.ds, m.m, m.name, m.sign, coalesce(o.quantity, 0) AS base
+  FROM json_to_recordset(%(measures)s::json) AS m(
+    g int, pos int, ds text, m text, name text, sign int)
+  JOIN groups x ON x.g = m.g
+  LEFT JOIN LATERAL (
+    SELECT onhand_measures.quantity FROM onhand_measures
+    WHERE onhand_measures.environment_id = x.environment_id
+      AND onhand_measures.organization_id = x.org AND onhand_measures.product_id = x.product
+      AND onhand_measures.dimensions_key = x.dk AND onhand_measures.data_source = m.ds
+      AND onhand_measures.measure = m.m
+    OFFSET 0
+  ) AS o ON true
 ),
 fresh AS (
-  SELECT l.*, row_number() OVER (ORDER BY l.ord) AS rank FROM lines l
+  SELECT l.*, row_number() OVER (PARTITION BY l.g ORDER BY l.ord) AS rank FROM lines l
   WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.ord = l.ord)
 ),
 decided AS (
-  SELECT CASE WHEN (SELECT current FROM stamp) THEN least(
-    (SELECT count(*) FROM fresh),
-    (SELECT allocated FROM held) / %(q)s,
-    (SELECT min(CASE WHEN sign > 0 THEN (%(max)s - base) ELSE (base + %(max)s) END) / %(q)s
-     FROM moved)
+  SELECT x.g, x.q, CASE WHEN (SELECT current FROM stamp) THEN least(
+    (SELECT count(*) FROM fresh f WHERE f.g = x.g),
+    h.allocated / x.q,
+    (SELECT min(CASE WHEN m.sign > 0 THEN (%(max)s - m.base) ELSE (m.base + %(max)s) END) / x.q
+     FROM moved m WHERE m.g = x.g)
   ) ELSE 0 END AS applied
+  FROM groups x JOIN held h ON h.g = x.g
 ),
-applied AS (SELECT f.* FROM fresh f, decided d WHERE f.rank <= d.applied),
+applied AS (
+  SELECT f.* FROM fresh f JOIN decided d ON d.g = f.g WHERE f.rank <= d.applied
+),
 path AS (
   UPDATE allocations SET
-    allocated = allocated - d.applied * %(q)s,
-    consumed = consumed + d.applied * %(q)s,
-    cumulative_consumed = cumulative_consumed + d.applied * %(q)s
-  FROM decided d
-  WHERE d.applied > 0 AND environment_id = %(env)s AND organization_id = %(org)s
-    AND product_id = %(product)s AND dimensions_key = %(dk)s AND group_path = %(gp)s
+    allocated = allocated - d.applied * d.q,
+    consumed = consumed + d.applied * d.q,
+    cumulative_consumed = cumulative_consumed + d.applied * d.q
+  FROM groups x JOIN decided d ON d.g = x.g
+  WHERE d.applied > 0 AND allocations.environment_id = x.environment_id
+    AND allocations.organization_id = x.org AND allocations.product_id = x.product
+    AND allocations.dimensions_key = x.dk AND allocations.group_path = x.gp
   RETURNING 1
 ),
 measures_written AS (
   INSERT INTO onhand_measures (environment_id, organization_id, product_id, dimensions_key,
     data_source, measure, dimensions, quantity, set_at)
-  SELECT %(env)s, %(org)s, %(product)s, %(dk)s, x.ds, x.m, %(dims)s::jsonb,
-    x.base + x.sign * d.applied * %(q)s, NULL
-  FROM moved x, decided d WHERE d.applied > 0
+  SELECT %(env)s, x.org, x.product, x.dk, m.ds, m.m, x.dims::jsonb,
+    m.base + m.sign * d.applied * d.q, NULL::timestamptz
+  FROM moved m JOIN groups x ON x.g = m.g JOIN decided d ON d.g = m.g WHERE d.applied > 0
   ON CONFLICT (environment_id, organization_id, product_id, dimensions_key, data_source, measure)
   DO UPDATE SET quantity = EXCLUDED.quantity
   RETURNING 1
 ),
+effects AS (
+  SELECT a.ord, json_agg(e.effect ORDER BY e.pos) AS effects
+  FROM applied a JOIN groups x ON x.g = a.g CROSS JOIN LATERAL (
+    SELECT m.pos, json_build_object(
+      'dimensions', x.dims, 'measure', m.name,
+      'delta', trim_scale(m.sign * x.q * 0.000001),
+      'value', trim_scale((m.base + m.sign * a.rank * x.q) * 0.000001)) AS effect
+    FROM moved m WHERE m.g = a.g
+    UNION ALL SELECT 2147483647, x.path_effect
+  ) AS e
+  GROUP BY a.ord
+),
 entries AS (
   INSERT INTO journal (environment_id, organization_id, product_id, kind, operation_id,
     fingerprint, request, effects, result, actor, recorded_at)
-  SELECT %(env)s, %(org)s, %(product)s, a.kind, a.id, a.fp, a.request,
-    (SELECT json_agg(e.effect ORDER BY e.pos) FROM (
-       SELECT x.pos, json_build_object(
-         'dimensions', %(dims)s::json, 'measure', x.name,
-         'delta', trim_scale(x.sign * %(q)s / 1000000.0),
-         'value', trim_scale((x.base + x.sign * a.rank * %(q)s) / 1000000.0)) AS effect
-       FROM moved x
-       UNION ALL SELECT 2147483647, %(path_effect)s::json
-     ) AS e),
-    a.result, %(actor)s, %(at)s
-  FROM applied a ORDER BY a.ord
+  SELECT %(env)s, x.org, x.product, a.kind, a.id, a.fp, a.request, e.effects, a.result,
+    %(actor)s, %(at)s
+  FROM applied a JOIN groups x ON x.g = a.g JOIN effects e ON e.ord = a.ord
+  ORDER BY a.ord
   RETURNING 1
 ),
 unlocked AS (
-  DELETE FROM partitions p USING decided d
-  WHERE d.applied = 0 AND p.environment_id = %(env)s AND p.organization_id = %(org)s
-    AND p.product_id = %(product)s AND """
+  DELETE FROM partitions p
+  USING (SELECT DISTINCT environment_id, org, product FROM groups) x
+  WHERE NOT EXISTS (SELECT 1 FROM decided WHERE applied > 0)
+    AND p.environment_id = x.environment_id AND p.organization_id = x.org
+    AND p.product_id = x.product AND """
     + _CREATED_BY_THE_LOCK
     + """
   RETURNING 1
 )
-SELECT (SELECT current FROM stamp), (SELECT allocated FROM held), (SELECT applied FROM decided),
-  (SELECT json_agg(base ORDER BY pos) FROM moved)::text,
+SELECT (SELECT current FROM stamp),
+  (SELECT json_agg(json_build_array(d.applied, h.allocated,
+     (SELECT json_agg(m.base ORDER BY m.pos) FROM moved m WHERE m.g = d.g)) ORDER BY d.g)
+   FROM decided d JOIN held h ON h.g = d.g)::text,
   (SELECT json_agg(json_build_array(id, fingerprint, result)) FROM known)::text
 """
 )
 """A :class:`~ringfence.services.ports.ConsumeAtOnce` batch decided and written in one
-statement (PostgreSQL), after its partition's lock: see :func:`consumed_at_once`."""
+statement (PostgreSQL), after its partitions' locks: see :func:`consumed_at_once`."""
 
 
 async def consumed_at_once(
@@ -411,57 +440,81 @@ async def consumed_at_once(
 ) -> ConsumedAtOnce:
     """Take ``lock``, decide and write ``batch``, and commit: one round trip.
 
-    The statement reads the path's allocated quantity, the measures' values and the lines'
-    journal entries after the lock is granted (each statement of a READ COMMITTED transaction
-    sees what was committed before it started), applies the first lines that those allow, and
-    journals them, their effects' values computed line by line. Keys are compared with values
-    carried by each row where statistics could mislead the planner (see :func:`_keyed_lookup`).
+    The statement reads each group's allocated quantity, its measures' values and the lines'
+    journal entries after the locks are granted (each statement of a transaction at READ
+    COMMITTED sees what was committed before it started), applies each group's first lines
+    that those allow, and journals them, their effects' values computed line by line. Keys are
+    compared with values carried by each row where statistics could mislead the planner (see
+    :func:`_keyed_lookup`).
     """
-    key = batch.key
-    q = to_units(batch.quantity)
+    environment = batch.environment_id
+    kind = OperationKind.CONSUME.value
+    lines: list[dict[str, object]] = []
+    groups: list[dict[str, object]] = []
+    measures: list[dict[str, object]] = []
+    for number, group in enumerate(batch.groups):
+        key = group.key
+        groups.append(
+            {
+                "g": number,
+                "environment_id": environment,
+                "org": key.partition.organization_id,
+                "product": key.partition.product_id,
+                "dk": key.dimensions.key,
+                "gp": key.path.key,
+                "dims": key.dimensions.as_dict(),
+                "q": to_units(group.quantity),
+                "path_effect": group.path_effect,
+            }
+        )
+        measures.extend(
+            {
+                "g": number,
+                "pos": n,
+                "ds": ref.data_source,
+                "m": ref.measure,
+                "name": str(ref),
+                "sign": sign,
+            }
+            for n, (ref, sign) in enumerate(group.measures)
+        )
+        lines.extend(
+            {
+                "ord": line.position,
+                "g": number,
+                "environment_id": environment,
+                "kind": kind,
+                "id": line.operation_id,
+                "fp": line.fingerprint,
+                "request": line.request,
+                "result": line.result,
+            }
+            for line in group.lines
+        )
     parameters = {
-        "lines": dumps(
-            [
-                {
-                    "ord": line.position,
-                    "environment_id": batch.environment_id,
-                    "kind": OperationKind.CONSUME.value,
-                    "id": line.operation_id,
-                    "fp": line.fingerprint,
-                    "request": line.request,
-                    "result": line.result,
-                }
-                for line in batch.lines
-            ]
-        ).decode(),
-        "env": batch.environment_id,
-        "org": key.partition.organization_id,
-        "product": key.partition.product_id,
-        "dk": key.dimensions.key,
-        "gp": key.path.key,
-        "dims": dumps(key.dimensions.as_dict()).decode(),
-        "measures": dumps(
-            [
-                {"pos": n, "ds": ref.data_source, "m": ref.measure, "name": str(ref), "sign": sign}
-                for n, (ref, sign) in enumerate(batch.measures)
-            ]
-        ).decode(),
-        "path_effect": dumps(batch.path_effect).decode(),
-        "q": q,
+        "lines": dumps(lines).decode(),
+        "groups": dumps(groups).decode(),
+        "measures": dumps(measures).decode(),
+        "env": environment,
         "max": to_units(MAX_QUANTITY),
         "version": batch.configuration.version,
         "created_at": batch.configuration.created_at,
         "actor": batch.actor,
         "at": batch.recorded_at,
     }
-    current, held, applied, values, known = await in_one_round_trip(
+    current, outcomes, known = await in_one_round_trip(
         connection, lock, _CONSUMED_AT_ONCE, parameters
     )
     return ConsumedAtOnce(
         current=bool(current),
-        held=from_units(held),
-        values=tuple(from_units(value) for value in orjson.loads(values)),
-        applied=int(applied),
+        groups=tuple(
+            GroupConsumed(
+                held=from_units(held),
+                values=tuple(from_units(value) for value in values),
+                applied=int(applied),
+            )
+            for applied, held, values in orjson.loads(outcomes)
+        ),
         known=_known(known),
     )
 

@@ -139,9 +139,10 @@ class SqlUnitOfWork:
             done = await consumed_at_once(
                 self._connection,
                 batch,
-                self.partitions.lock_read(batch.environment_id, [batch.key.partition]),
+                self.partitions.lock_read(batch.environment_id, batch.partitions),
             )
-        self._observe_one_statement(OperationKind.CONSUME, len(batch.lines), started)
+        lines = sum(len(group.lines) for group in batch.groups)
+        self._observe_one_statement(OperationKind.CONSUME, lines, started)
         return done
 
     async def changes_at_once(self, batch: ChangesAtOnce) -> ChangedAtOnce | None:
