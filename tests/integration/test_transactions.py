@@ -162,7 +162,7 @@ async def test_a_lock_and_a_statement_sent_alone_are_one_transaction(
 async def test_a_statement_that_fails_takes_its_lock_with_it(
     uow: UnitOfWorkFactory, environment_id: str, other: psycopg.Connection
 ) -> None:
-    async def divide_by_zero_after_the_lock() -> None:
+    async def divide_by_zero_after_the_lock() -> None:  # the server's error
         async with uow() as work:
             lock = sql(work).partitions.lock_read(environment_id, [NEW])
             await in_one_round_trip(
@@ -200,3 +200,25 @@ async def test_in_an_open_transaction_the_round_trip_commits_it(
         assert count == 1
     assert stored(other, environment_id) == 1
     assert not locked(other, environment_id)
+
+
+async def test_a_failure_on_this_side_mid_way_takes_the_lock_with_it(
+    uow: UnitOfWorkFactory, environment_id: str, other: psycopg.Connection
+) -> None:
+    """The lock is sent, then the statement cannot be (a value the driver cannot send, as a
+    cancelled request would stop it): leaving the pipeline must not commit the lock alone."""
+
+    async def unsendable_after_the_lock() -> None:
+        async with uow() as work:
+            lock = sql(work).partitions.lock_read(environment_id, [NEW])
+            await in_one_round_trip(
+                sql(work)._connection, lock, "SELECT %(value)s", {"value": object()}
+            )
+
+    with pytest.raises(DBAPIError, match="cannot adapt"):
+        await unsendable_after_the_lock()
+    row = other.execute(
+        "SELECT count(*) FROM partitions WHERE environment_id = %s AND product_id = %s",
+        (environment_id, NEW.product_id),
+    ).fetchone()
+    assert row == (0,)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol, TypeVar, cast
+from typing import Protocol, TypeVar
 
 from ringfence.domain.access import Principal, Role
 from ringfence.domain.allocation import (
@@ -232,12 +232,12 @@ async def _consume_at_once(work: UnitOfWork, batch: Prepared[Consume]) -> list[I
         operation.reservation_measure is not None for operation in operations
     ):
         return None
-    members: dict[tuple[object, ...], list[int]] = {}
+    members: dict[tuple[object, ...], list[tuple[int, Consume]]] = {}
     for index, item in enumerate(batch.items):
         if isinstance(item, Consume):
             like = (item.target.key(), item.target.quantity, item.physical)
-            members.setdefault(like, []).append(index)
-    firsts = [cast(Consume, batch.items[indexes[0]]) for indexes in members.values()]
+            members.setdefault(like, []).append((index, item))
+    firsts = [consumes[0][1] for consumes in members.values()]
     places = {(first.target.partition, first.target.dimensions) for first in firsts}
     if (
         len(members) > MAX_GROUPS_AT_ONCE
@@ -246,13 +246,14 @@ async def _consume_at_once(work: UnitOfWork, batch: Prepared[Consume]) -> list[I
     ):
         return None
     bodies: dict[int, dict[str, object]] = {}
+    group_of: dict[int, int] = {}
     groups: list[ConsumeGroup] = []
-    for first, indexes in zip(firsts, members.values(), strict=True):
+    for number, (first, consumes) in enumerate(zip(firsts, members.values(), strict=True)):
         lines: list[ConsumeLine] = []
-        for index in indexes:
-            item = cast(Consume, batch.items[index])
+        for index, item in consumes:
             record, meaning = batch.meanings[index]
             bodies[index] = success_body(item.id, Bucket.SUCCESS, "", {})
+            group_of[index] = number
             lines.append(ConsumeLine(index, item.id, meaning, record, bodies[index]))
         groups.append(
             ConsumeGroup(
@@ -280,21 +281,18 @@ async def _consume_at_once(work: UnitOfWork, batch: Prepared[Consume]) -> list[I
     # The state the applied consumes left, on which every later one is refused.
     measures: dict[MeasureKey, MeasureState] = {}
     allocations: dict[AllocationKey, AllocationState] = {}
-    applied: dict[int, int] = {}
     for first, group, outcome in zip(firsts, groups, done.groups, strict=True):
         q, n = group.quantity, outcome.applied
         for (ref, sign), value in zip(group.measures, outcome.values, strict=True):
             measures[first.target.measure(ref)] = MeasureState(value + sign * q * n)
         allocations[group.key] = AllocationState(allocated=outcome.held - q * n)
-        applied.update((line.position, n) for line in group.lines)
     ledger = Ledger(
         configuration.configuration,
         measures=measures,
         known_measures=set(measures),
         allocations=allocations,
     )
-    fresh: dict[int, int] = {}
-    group_of = {line.position: number for number, g in enumerate(groups) for line in g.lines}
+    fresh = [0] * len(groups)
     results: list[ItemResult] = []
     for index, item in enumerate(batch.items):
         if not isinstance(item, Consume):
@@ -306,8 +304,8 @@ async def _consume_at_once(work: UnitOfWork, batch: Prepared[Consume]) -> list[I
             results.append(replay(index, item, meaning, *journaled))
             continue
         number = group_of[index]
-        fresh[number] = fresh.get(number, 0) + 1
-        if fresh[number] <= applied[index]:
+        fresh[number] += 1
+        if fresh[number] <= done.groups[number].applied:
             results.append(ItemResult(index, item.id, Bucket.SUCCESS, bodies[index]))
             continue
         try:

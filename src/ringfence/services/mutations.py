@@ -132,8 +132,9 @@ class Prepared(Generic[Op]):
 
 AtOnce = Callable[[UnitOfWork, Prepared[Op]], Awaitable[list[ItemResult] | None]]
 """Decides a prepared batch another way than loading, applying and writing (one statement, for
-like consumes and for on-hand change events): its results, or None if it does not apply (the
-batch is then decided in process in the same unit of work). :class:`ConfigurationChanged` if
+like consumes and for on-hand change events): its results, or None if it does not apply, having
+sent nothing to storage (the batch is then decided in process in the same unit of work, whose
+transaction must still be unopened or open, not ended). :class:`ConfigurationChanged` if
 the configuration is no longer the environment's; :class:`DecideInProcess` if it committed
 nothing but the batch must be decided in process, in a new unit of work."""
 

@@ -480,6 +480,11 @@ class ChangesAtOnce:
     actor: str
     recorded_at: datetime
 
+    @property
+    def partitions(self) -> list[PartitionKey]:
+        """The lines' partitions, sorted (the order their locks are taken in)."""
+        return sorted({line.partition for line in self.lines})
+
 
 @dataclass(frozen=True, slots=True)
 class ChangedAtOnce:

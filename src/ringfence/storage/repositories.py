@@ -298,11 +298,12 @@ async def written(connection: AsyncConnection, *writes: _Write, commit: bool = F
         await connection.commit()
 
 
-_CREATED_BY_THE_LOCK = "p.version = 1 AND p.xmin = pg_current_xact_id()::xid"
-"""A partition row the batch's lock statement inserted (an update would have raised its
-version). A statement that writes nothing deletes them: its transaction commits all the same
-(in the same round trip), and refusals alone leave no trace, as when a batch is
-decided in Python, whose transaction then rolls back."""
+_CREATED_BY_THE_LOCK = "p.version = 1"
+"""A partition row the batch's lock statement inserted: of the batch's partitions, every row
+that was there before now has a version of 2 or more, since the lock raised it. A statement
+that writes nothing deletes them: its transaction commits all the same (in the same round
+trip), and refusals alone leave no trace, as when a batch is decided in Python, whose
+transaction then rolls back."""
 
 _CONSUMED_AT_ONCE = (
     """
@@ -361,12 +362,12 @@ fresh AS (
   WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.ord = l.ord)
 ),
 decided AS (
-  SELECT x.g, x.q, CASE WHEN (SELECT current FROM stamp) THEN least(
+  SELECT x.g, x.q, CASE WHEN (SELECT current FROM stamp) THEN greatest(0, least(
     (SELECT count(*) FROM fresh f WHERE f.g = x.g),
     h.allocated / x.q,
     (SELECT min(CASE WHEN m.sign > 0 THEN (%(max)s - m.base) ELSE (m.base + %(max)s) END) / x.q
      FROM moved m WHERE m.g = x.g)
-  ) ELSE 0 END AS applied
+  )) ELSE 0 END AS applied
   FROM groups x JOIN held h ON h.g = x.g
 ),
 applied AS (
@@ -535,11 +536,20 @@ async def in_one_round_trip(
     opened = not take_deferred_begin(connection.sync_connection.info)  # type: ignore[union-attr]
     async with _driver(connection) as (driver, cursors):
         async with driver.pipeline():
-            for statement, values in lock.statements:
-                await _queued(connection, driver, cursors, statement, values)
-            decided = driver.cursor()
-            cursors.append(decided)
-            await decided.execute(sql, parameters)
+            try:
+                for statement, values in lock.statements:
+                    await _queued(connection, driver, cursors, statement, values)
+                decided = driver.cursor()
+                cursors.append(decided)
+                await decided.execute(sql, parameters)
+            except BaseException as error:
+                # Leaving the pipeline sends its synchronization point, which would commit
+                # what was sent before a failure on this side (a cancelled request, a value
+                # the driver cannot send): roll it back first. The server's own errors have
+                # aborted the transaction already.
+                if not opened and getattr(error, "sqlstate", None) is None:
+                    await driver.cursor().execute("ROLLBACK")
+                raise
             if opened:
                 await driver.commit()
         row = await decided.fetchone()

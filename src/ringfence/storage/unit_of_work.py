@@ -151,12 +151,11 @@ class SqlUnitOfWork:
         if not self._in_one_statement():
             return None
         started = time.perf_counter()
-        partitions = sorted({line.partition for line in batch.lines})
         with journal_keys():
             done = await changed_at_once(
                 self._connection,
                 batch,
-                self.partitions.lock_read(batch.environment_id, partitions),
+                self.partitions.lock_read(batch.environment_id, batch.partitions),
             )
         if done.applied:
             self._observe_one_statement(OperationKind.ONHAND_CHANGE, len(batch.lines), started)
