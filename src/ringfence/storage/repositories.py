@@ -305,17 +305,7 @@ that writes nothing deletes them: its transaction commits all the same (in the s
 trip), and refusals alone leave no trace, as when a batch is decided in Python, whose
 transaction then rolls back."""
 
-_CONSUMED_AT_ONCE = (
-    """
-WITH lines AS (
-  SELECT * FROM json_to_recordset(%(lines)s::json) AS l(
-    ord int, g int, environment_id text, kind text, id text, fp text, request json, result json)
-),
-groups AS (
-  SELECT * FROM json_to_recordset(%(groups)s::json) AS x(
-    g int, environment_id text, org text, product text, dk text, gp text, dims json, q bigint,
-    path_effect json)
-),
+_KNOWN_AND_STAMP = """
 known AS (
   SELECT l.ord, l.id, match.fingerprint, match.result
   FROM lines l CROSS JOIN LATERAL (
@@ -333,7 +323,25 @@ stamp AS (
     WHERE e.environment_id = %(env)s
   ), false) AS current
 ),
-held AS (
+"""
+"""What the statements deciding a batch at once read first: ``known``, the batch's ``lines``
+already journaled (their fingerprint and result), and ``stamp``, whether the configuration
+assumed is still the environment's."""
+
+_CONSUMED_AT_ONCE = (
+    """
+WITH lines AS (
+  SELECT * FROM json_to_recordset(%(lines)s::json) AS l(
+    ord int, g int, environment_id text, kind text, id text, fp text, request json, result json)
+),
+groups AS (
+  SELECT * FROM json_to_recordset(%(groups)s::json) AS x(
+    g int, environment_id text, org text, product text, dk text, gp text, dims json, q bigint,
+    path_effect json)
+),
+"""
+    + _KNOWN_AND_STAMP
+    + """held AS (
   SELECT x.g, coalesce(a.allocated, 0) AS allocated
   FROM groups x LEFT JOIN LATERAL (
     SELECT allocations.allocated FROM allocations
@@ -578,24 +586,9 @@ changes AS (
     ord int, pos int, environment_id text, org text, product text, dk text, dims json,
     ds text, m text, name text, delta bigint)
 ),
-known AS (
-  SELECT l.ord, l.id, match.fingerprint, match.result
-  FROM lines l CROSS JOIN LATERAL (
-    SELECT journal.fingerprint, journal.result::text AS result FROM journal
-    WHERE journal.environment_id = l.environment_id AND journal.kind = l.kind
-      AND journal.operation_id = l.id
-    OFFSET 0
-  ) AS match
-),
-stamp AS (
-  SELECT coalesce((
-    SELECT c.version = %(version)s AND c.created_at = %(created_at)s
-    FROM environments e JOIN configurations c
-      ON c.environment_id = e.environment_id AND c.version = e.configuration_version
-    WHERE e.environment_id = %(env)s
-  ), false) AS current
-),
-fresh AS (
+"""
+    + _KNOWN_AND_STAMP
+    + """fresh AS (
   SELECT c.* FROM changes c WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.ord = c.ord)
 ),
 running AS (
