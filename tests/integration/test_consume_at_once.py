@@ -272,3 +272,38 @@ async def test_sqlite_decides_every_batch_in_python(sqlite_url: str) -> None:
         await container.close()
     assert [result.error for result in results] == [None, None]
     assert [timing.in_one_statement for timing in statements] == [False]
+
+
+@pytest.mark.parametrize(("products", "at_once"), [(64, True), (65, False)])
+async def test_a_batch_of_more_than_64_groups_is_decided_in_python(
+    postgresql_url: str, products: int, at_once: bool
+) -> None:
+    """One consume on each of many products never stocked: all refused either way, in one
+    statement up to 64 groups and in Python beyond."""
+    containers = {
+        "at_once": build(Settings(database_url=postgresql_url, pool_size=2)),
+        "in_python": build(Settings(database_url=postgresql_url, pool_size=2, at_once=False)),
+    }
+    timings: list[BatchTiming] = []
+    containers["at_once"].observe_batches(timings.append)
+    tag = secrets.token_hex(4)
+    answers = {}
+    try:
+        for name, container in containers.items():
+            environment = f"{name}-{tag}"
+            await ensure_environment(container.uow, environment)
+            requests = [
+                request((f"c{n}", f"R{n}", "vip", "1", "sold"), "0") for n in range(products)
+            ]
+            results = await consume(
+                container.uow, Principal.operator(environment), environment, requests
+            )
+            answers[name] = [answer(result) for result in results]
+    finally:
+        for container in containers.values():
+            await container.close()
+    assert answers["at_once"] == answers["in_python"]
+    assert {a["error"][0] for a in answers["at_once"] if a["error"]} == {"insufficient-allocated"}
+    # The statement reports its batch even when it applied none; Python, which then commits
+    # nothing, reports none.
+    assert [timing.in_one_statement for timing in timings] == ([True] if at_once else [])
