@@ -444,6 +444,19 @@ SELECT (SELECT current FROM stamp),
 statement (PostgreSQL), after its partitions' locks: see :func:`consumed_at_once`."""
 
 
+def _batch_parameters(batch: ConsumeAtOnce | ChangesAtOnce) -> dict[str, Any]:
+    """What both statements deciding a batch at once take besides its rows: the environment,
+    the supported range, the configuration assumed, who and when."""
+    return {
+        "env": batch.environment_id,
+        "max": to_units(MAX_QUANTITY),
+        "version": batch.configuration.version,
+        "created_at": batch.configuration.created_at,
+        "actor": batch.actor,
+        "at": batch.recorded_at,
+    }
+
+
 async def consumed_at_once(
     connection: AsyncConnection, batch: ConsumeAtOnce, lock: _Read[None]
 ) -> ConsumedAtOnce:
@@ -504,12 +517,7 @@ async def consumed_at_once(
         "lines": dumps(lines).decode(),
         "groups": dumps(groups).decode(),
         "measures": dumps(measures).decode(),
-        "env": environment,
-        "max": to_units(MAX_QUANTITY),
-        "version": batch.configuration.version,
-        "created_at": batch.configuration.created_at,
-        "actor": batch.actor,
-        "at": batch.recorded_at,
+        **_batch_parameters(batch),
     }
     current, outcomes, known = await in_one_round_trip(
         connection, lock, _CONSUMED_AT_ONCE, parameters
@@ -704,12 +712,7 @@ async def changed_at_once(
     parameters = {
         "lines": dumps(lines).decode(),
         "changes": dumps(changes).decode(),
-        "env": environment,
-        "max": to_units(MAX_QUANTITY),
-        "version": batch.configuration.version,
-        "created_at": batch.configuration.created_at,
-        "actor": batch.actor,
-        "at": batch.recorded_at,
+        **_batch_parameters(batch),
     }
     current, applied, known = await in_one_round_trip(
         connection, lock, _CHANGED_AT_ONCE, parameters
