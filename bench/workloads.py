@@ -423,6 +423,7 @@ def flash_sale(bench: Bench, hot_rate: float) -> Result:
     runs: list[Run] = []
     oversold = undersold = 0
     successes: list[int] = []
+    answered: list[int] = []
     client_busy: list[float] = []
     ramp: list[tuple[float, float]] = []
     for _ in range(bench.rounds):
@@ -447,6 +448,7 @@ def flash_sale(bench: Bench, hot_rate: float) -> Result:
         if others:
             bench.progress(f"[red]flash sale answered {sorted(others)}[/]")
         successes.append(len(sold_at))
+        answered.append(len(answers))
         if sold_at:
             ramp.append(
                 (round(answers[0][0] * 1000), round(sold_at[min(99, len(sold_at) - 1)] * 1000))
@@ -477,6 +479,7 @@ def flash_sale(bench: Bench, hot_rate: float) -> Result:
         violations=bench.violations(),
         notes={
             "successes": successes,
+            "answered": answered,
             "sellout_s": round(median, 3),
             "sellout_limit_s": round(limit, 3),
             "client_cpu_per_s": client_busy,
