@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -25,14 +26,16 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import make_url
 
 from ringfence.bootstrap import Container, build
-from ringfence.domain.access import Principal
+from ringfence.domain.access import Principal, Role
 from ringfence.domain.dimensions import Dimensions
+from ringfence.domain.errors import Unauthenticated
 from ringfence.domain.onhand import OnHandChangeRequest
 from ringfence.domain.operations import ItemResult
 from ringfence.jsoncodec import loads
 from ringfence.services.configuration import ensure_environment
 from ringfence.services.onhand import post_onhand_changes
 from ringfence.services.ports import BatchTiming
+from ringfence.services.tokens import create_token, principal_of, revoke_token
 from ringfence.settings import Settings
 from tests.conftest import SCALE
 
@@ -253,3 +256,47 @@ async def test_sqlite_applies_change_events_in_python(sqlite_url: str) -> None:
         await container.close()
     assert [result.error for result in results] == [None]
     assert [timing.in_one_statement for timing in timings] == [False]
+
+
+@pytest.mark.asyncio
+async def test_a_batch_whose_token_is_gone_or_revoked_writes_nothing(postgresql_url: str) -> None:
+    """A caller recognized without a read (not ``confirmed``) has its token confirmed by the
+    statement itself: revoked or gone, nothing is written and the caller is refused."""
+    libpq = make_url(postgresql_url).set(drivername="postgresql").render_as_string()
+    container = build(Settings(database_url=postgresql_url, pool_size=2))
+    timings: list[BatchTiming] = []
+    container.observe_batches(timings.append)
+    environment = f"token-{secrets.token_hex(4)}"
+    try:
+        await ensure_environment(container.uow, environment)
+        issued = await create_token(container.uow, Principal.operator(environment), Role.WRITER)
+        caller = replace(principal_of(issued.record), confirmed=False)
+        gone = replace(caller, token_id="0" * 16)
+        applied = await post_onhand_changes(
+            container.uow, caller, environment, [request(("a", "P", "red", {"inbound": "1"}), "0")]
+        )
+        await revoke_token(container.uow, Principal.operator(environment), issued.record.name)
+        refusals = []
+        for who in (caller, gone):
+            with pytest.raises(Unauthenticated) as refused:
+                await post_onhand_changes(
+                    container.uow,
+                    who,
+                    environment,
+                    [request(("b", "P", "red", {"inbound": "1"}), "0")],
+                )
+            refusals.append(refused.value.code)
+    finally:
+        await container.close()
+    assert [result.error for result in applied] == [None]
+    assert refusals == ["invalid-token", "invalid-token"]
+    assert [timing.in_one_statement for timing in timings] == [True]
+    with psycopg.connect(libpq) as connection:
+        journaled = connection.execute(
+            "SELECT operation_id FROM journal WHERE environment_id = %s", (environment,)
+        ).fetchall()
+        (partitions,) = connection.execute(
+            "SELECT count(*) FROM partitions WHERE environment_id = %s", (environment,)
+        ).fetchone()  # type: ignore[misc]
+    assert [row[0] for row in journaled] == ["0-a"]
+    assert partitions == 1

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ringfence.api.dependencies import (
+    ConsumerDep,
     EnvironmentId,
     PlannerDep,
     ReaderDep,
     UnitOfWorkDep,
-    WriterDep,
     parse_body,
     read_body,
 )
@@ -146,7 +146,7 @@ async def post_reallocate(
     openapi_extra=json_body(ConsumeItem),
 )
 async def post_consume(
-    environment_id: EnvironmentId, request: Request, principal: WriterDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId, request: Request, principal: ConsumerDep, uow: UnitOfWorkDep
 ) -> Response:
     return await answer_single(
         request,

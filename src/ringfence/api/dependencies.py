@@ -15,11 +15,12 @@ from ringfence.domain.access import Principal, Role
 from ringfence.domain.errors import Forbidden, Unauthenticated
 from ringfence.services.coalescer import Coalescer
 from ringfence.services.ports import UnitOfWorkFactory
-from ringfence.services.tokens import authenticate, authenticate_many
+from ringfence.services.tokens import authenticate, authenticate_known, authenticate_many
 
 __all__ = [
     "AdminDep",
     "ApiState",
+    "ConsumerDep",
     "EnvironmentId",
     "PlannerDep",
     "PrincipalDep",
@@ -74,6 +75,16 @@ _TOKENS = ("tokens",)
 
 
 async def get_principal(request: Request) -> Principal:
+    """The caller, its token read from the database after the request arrived."""
+    return await _principal(request, None)
+
+
+async def _principal(request: Request, known_for: Role | None) -> Principal:
+    """The caller; with ``known_for``, a token this process found valid before is taken
+    without a read if it grants that role in the path's environment: the operation the request
+    runs then confirms in its own transaction that it is not revoked (for endpoints whose
+    every answer comes from :func:`~ringfence.services.mutations.run_mutations`, or is
+    refused only after :func:`confirm_caller`)."""
     header = request.headers.get("authorization")
     if not header:
         raise Unauthenticated("missing-token", "send the header 'Authorization: Bearer <token>'")
@@ -85,6 +96,17 @@ async def get_principal(request: Request) -> Principal:
     state = _state(request)
     uow = state.uow
     token = token.strip()
+    environment_id = request.path_params.get("environmentId")
+    if known_for is not None:
+        known = authenticate_known(token)
+        # Anything it would be refused goes the way of a read: a revoked token is refused as
+        # such (401), not for its role or environment.
+        if (
+            known is not None
+            and known.environment_id == environment_id
+            and known.role.includes(known_for)
+        ):
+            return known
     if state.coalescer is None:
         principal = await authenticate(uow, token)
     else:
@@ -96,7 +118,6 @@ async def get_principal(request: Request) -> Principal:
         if isinstance(answer, Unauthenticated):
             raise answer
         principal = answer
-    environment_id = request.path_params.get("environmentId")
     if environment_id is not None and environment_id != principal.environment_id:
         # The same answer whether that environment exists or not.
         raise Forbidden("forbidden", "this token does not grant access to that environment")
@@ -106,10 +127,14 @@ async def get_principal(request: Request) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def _with_role(role: Role) -> Callable[[Request], Awaitable[Principal]]:
+def _with_role(
+    role: Role, *, confirmed_later: bool = False
+) -> Callable[[Request], Awaitable[Principal]]:
+    known_for = role if confirmed_later else None
+
     async def dependency(request: Request) -> Principal:
         # One dependency, not a chain of them: FastAPI's resolution is a cost per request.
-        principal = await get_principal(request)
+        principal = await _principal(request, known_for)
         # Before the body is read: a caller without the role learns nothing from validation.
         principal.require(role, principal.environment_id)
         return principal
@@ -121,6 +146,16 @@ ReaderDep = Annotated[Principal, Depends(_with_role(Role.READER))]
 WriterDep = Annotated[Principal, Depends(_with_role(Role.WRITER))]
 PlannerDep = Annotated[Principal, Depends(_with_role(Role.PLANNER))]
 AdminDep = Annotated[Principal, Depends(_with_role(Role.ADMIN))]
+ConsumerDep = Annotated[Principal, Depends(_with_role(Role.WRITER, confirmed_later=True))]
+"""A writer whose token, if this process knows it, is confirmed not revoked by the
+transaction of the request's operation instead of a read of its own (the consume endpoint)."""
+
+
+async def confirm_caller(request: Request, principal: Principal) -> None:
+    """Refuse (401) a caller taken without a read whose token is revoked, before a request is
+    refused without running its operation (a body that does not parse)."""
+    if not principal.confirmed:
+        await get_principal(request)
 
 
 async def read_body(request: Request) -> Any:

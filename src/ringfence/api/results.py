@@ -10,11 +10,11 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ringfence.api.dependencies import coalescer_of, read_body
+from ringfence.api.dependencies import coalescer_of, confirm_caller, read_body
 from ringfence.api.errors import invalid_from_validation, problem_body, problem_response
 from ringfence.api.jsonio import JsonResponse
 from ringfence.domain.access import Principal
-from ringfence.domain.errors import FieldIssue, Invalid
+from ringfence.domain.errors import FieldIssue, Invalid, RingfenceError
 from ringfence.domain.operations import Bucket, ItemResult
 
 __all__ = [
@@ -50,19 +50,30 @@ async def answer_single(
     """Parse one operation's body, run it, answer it (or its refusal, with its id).
 
     With ``coalesce`` (the operation's kind and caller), the operation joins the next batch of
-    that kind and caller (see :mod:`ringfence.services.coalescer`).
+    that kind and caller (see :mod:`ringfence.services.coalescer`). A body that parses as no
+    operation still goes to the service, whose transaction confirms a caller taken without a
+    read (:data:`~ringfence.api.dependencies.ConsumerDep`) before the refusal is answered.
     """
-    items, refused = parse_single(await read_body(request), model, convert)
+    try:
+        data = await read_body(request)
+    except RingfenceError:
+        if coalesce is not None:
+            await confirm_caller(request, coalesce[1])
+        raise
+    items, refused = parse_single(data, model, convert)
     coalescer, by_partition = coalescer_of(request)
     if coalesce is not None and coalescer is not None and items:
         kind, principal = coalesce
         [item] = items
         # Operations of one kind by one caller run together (per product, if so configured):
         # the batch locks each product it touches (sorted) and commits once for all.
+        # A batch runs as its queue's first caller: callers taken without a read (whose
+        # batches confirm their token) never share a queue with callers that were read.
         key: tuple[object, ...] = (
             principal.environment_id,
             kind,
             principal.token_id or principal.name,
+            principal.confirmed,
         )
         if by_partition:
             key = (*key, getattr(item, "organization_id", None), getattr(item, "product_id", None))

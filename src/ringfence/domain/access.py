@@ -52,6 +52,10 @@ class Principal:
     """None: every organization."""
     group_scope: tuple[tuple[str, str], ...] = ()
     """A group-path prefix, e.g. ``(("channel", "Web"),)``; empty: every path."""
+    confirmed: bool = True
+    """False: the token was recognized without reading it from the database for this request
+    (what it grants never changes); that it is not revoked is still to be confirmed, by the
+    transaction of the request's operation, before anything is answered."""
 
     @classmethod
     def operator(cls, environment_id: str, name: str = "operator") -> Principal:

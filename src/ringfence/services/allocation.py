@@ -56,6 +56,7 @@ from ringfence.services.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from ringfence.services.tokens import revoked
 
 __all__ = [
     "AllocationQuery",
@@ -272,10 +273,13 @@ async def _consume_at_once(work: UnitOfWork, batch: Prepared[Consume]) -> list[I
             groups=tuple(groups),
             actor=batch.context.actor,
             recorded_at=batch.context.now,
+            token_id=batch.token_id,
         )
     )
     if done is None:
         return None
+    if not done.authorized:
+        raise revoked(batch.token_id)
     if not done.current:
         raise ConfigurationChanged
     # The state the applied consumes left, on which every later one is refused.

@@ -50,6 +50,7 @@ from ringfence.services.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from ringfence.services.tokens import confirm_token
 
 __all__ = [
     "Applied",
@@ -128,6 +129,10 @@ class Prepared(Generic[Op]):
     meanings: Mapping[int, tuple[dict[str, object], str]]
     """Each operation's record and fingerprint, by its index in ``items``."""
     context: Context
+    token_id: str | None = None
+    """The caller's token if it is still to be confirmed not revoked (the caller is not
+    :attr:`~ringfence.domain.access.Principal.confirmed`): by the batch's own transaction,
+    before anything is written; :func:`~ringfence.services.tokens.revoked` if it is."""
 
 
 AtOnce = Callable[[UnitOfWork, Prepared[Op]], Awaitable[list[ItemResult] | None]]
@@ -214,6 +219,7 @@ async def _attempt(
                 prepared.append(ItemResult.refused(index, _request_id(request), error))
         operations = [item for item in prepared if not isinstance(item, ItemResult)]
         if not operations:
+            await confirm_token(work, principal)
             # Refused by the configuration alone: the one they were checked against must
             # still be the environment's (with operations, the locks' read tells).
             if not is_current(assumed, await work.configurations.current_stamp(environment_id)):
@@ -221,8 +227,9 @@ async def _attempt(
             return [item for item in prepared if isinstance(item, ItemResult)]
         context = Context(principal.actor, datetime.now(UTC))
         if at_once is not None:
+            token = None if principal.confirmed else principal.token_id
             done = await at_once(
-                work, Prepared(environment_id, assumed, prepared, meanings, context)
+                work, Prepared(environment_id, assumed, prepared, meanings, context, token)
             )
             if done is not None:
                 return done
@@ -242,6 +249,7 @@ async def _attempt(
                 ),
             )
         )
+        await confirm_token(work, principal)  # under the locks, before anything is decided
         if not is_current(assumed, read.stamp):
             raise ConfigurationChanged
         known = read.known

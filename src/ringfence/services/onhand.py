@@ -38,6 +38,7 @@ from ringfence.services.mutations import (
     success_body,
 )
 from ringfence.services.ports import ChangeLine, ChangesAtOnce, UnitOfWork, UnitOfWorkFactory
+from ringfence.services.tokens import revoked
 
 __all__ = [
     "post_onhand_changes",
@@ -126,10 +127,13 @@ async def _changes_at_once(
             lines=tuple(lines),
             actor=batch.context.actor,
             recorded_at=batch.context.now,
+            token_id=batch.token_id,
         )
     )
     if done is None:
         return None
+    if not done.authorized:
+        raise revoked(batch.token_id)
     if not done.current:
         raise ConfigurationChanged
     if not done.applied:

@@ -418,6 +418,9 @@ class ConsumeAtOnce:
     groups: tuple[ConsumeGroup, ...]
     actor: str
     recorded_at: datetime
+    token_id: str | None = None
+    """A token to confirm not revoked in the same transaction (its operations' caller was
+    recognized without a read): if it is revoked or gone, nothing is written."""
 
     @property
     def partitions(self) -> list[PartitionKey]:
@@ -447,6 +450,8 @@ class ConsumedAtOnce:
     """In the batch's order of groups."""
     known: Mapping[str, tuple[str, Mapping[str, object]]]
     """Journaled lines by id: their fingerprint and result."""
+    authorized: bool = True
+    """The batch's ``token_id``, if any, was found not revoked (else nothing was written)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,6 +484,9 @@ class ChangesAtOnce:
     lines: tuple[ChangeLine, ...]
     actor: str
     recorded_at: datetime
+    token_id: str | None = None
+    """A token to confirm not revoked in the same transaction (its operations' caller was
+    recognized without a read): if it is revoked or gone, nothing is written."""
 
     @property
     def partitions(self) -> list[PartitionKey]:
@@ -496,6 +504,8 @@ class ChangedAtOnce:
     """Every line not journaled before was applied (else none was: one left the range)."""
     known: Mapping[str, tuple[str, Mapping[str, object]]]
     """Journaled lines by id: their fingerprint and result."""
+    authorized: bool = True
+    """The batch's ``token_id``, if any, was found not revoked (else nothing was written)."""
 
 
 @dataclass(frozen=True, slots=True)

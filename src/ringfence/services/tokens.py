@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -18,16 +19,19 @@ from ringfence.domain.access import Principal, Role, parse_group_scope
 from ringfence.domain.dimensions import check_identifier
 from ringfence.domain.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from ringfence.services.configuration import ensure_environment
-from ringfence.services.ports import TokenRecord, UnitOfWorkFactory
+from ringfence.services.ports import TokenRecord, UnitOfWork, UnitOfWorkFactory
 
 __all__ = [
     "IssuedToken",
     "authenticate",
+    "authenticate_known",
     "authenticate_many",
+    "confirm_token",
     "create_token",
     "list_tokens",
     "principal_of",
     "revoke_token",
+    "revoked",
 ]
 
 _PREFIX = "rf_"
@@ -139,10 +143,17 @@ async def revoke_token(uow: UnitOfWorkFactory, principal: Principal, name: str) 
         now = datetime.now(UTC)
         await work.tokens.revoke(record.token_id, now)
         await work.commit()
+    _known.pop(record.token_id, None)  # other processes learn it from their next confirmation
     return replace(record, revoked_at=now)
 
 
 _INVALID = "the bearer token is not valid (unknown, malformed or revoked)"
+
+_KNOWN_AT_MOST = 4096
+_known: OrderedDict[str, TokenRecord] = OrderedDict()
+"""Tokens this process found valid, by id, the most recently found last. What a token grants
+(environment, role, scope) never changes; only whether it is revoked does, and that is
+confirmed in the transaction of every operation a known token is taken for."""
 
 
 async def authenticate(uow: UnitOfWorkFactory, token: str) -> Principal:
@@ -168,10 +179,49 @@ async def authenticate_many(
     if wanted:
         async with uow(read_only=True) as work:
             records = await work.tokens.get_many(wanted)
-    return [
+    answers = [
         _verify(token, records.get(token_id or ""))
         for token, token_id in zip(tokens, ids, strict=True)
     ]
+    for token_id, answer in zip(ids, answers, strict=True):
+        if token_id is not None and isinstance(answer, Principal):
+            _known[token_id] = records[token_id]
+            _known.move_to_end(token_id)
+    while len(_known) > _KNOWN_AT_MOST:
+        _known.popitem(last=False)
+    return answers
+
+
+def authenticate_known(token: str) -> Principal | None:
+    """The principal of a token this process found valid before, without reading it again:
+    not :attr:`~ringfence.domain.access.Principal.confirmed`, so the operation it is taken for
+    confirms in its own transaction that the token is not revoked (:func:`confirm_token`, or
+    the statement that decides the batch), and a revoked token is still refused from the
+    next request on. None if this process does not know the token: :func:`authenticate` it."""
+    token_id = _token_id(token)
+    record = _known.get(token_id) if token_id is not None else None
+    if record is None or not hmac.compare_digest(record.secret_hash, _digest(token)):
+        return None
+    return replace(principal_of(record), confirmed=False)
+
+
+def revoked(token_id: str | None) -> Unauthenticated:
+    """The refusal of a token found revoked (or gone) when its operation confirmed it; this
+    process forgets it, so its next request is refused before any work."""
+    if token_id is not None:
+        _known.pop(token_id, None)
+    return Unauthenticated("invalid-token", _INVALID)
+
+
+async def confirm_token(work: UnitOfWork, principal: Principal) -> None:
+    """Refuse (401) a caller whose token, recognized without a read
+    (:func:`authenticate_known`), is revoked: read in ``work``'s transaction, after the
+    request arrived."""
+    if principal.confirmed or principal.token_id is None:
+        return
+    record = (await work.tokens.get_many([principal.token_id])).get(principal.token_id)
+    if record is None or record.revoked_at is not None:
+        raise revoked(principal.token_id)
 
 
 def _token_id(token: str) -> str | None:

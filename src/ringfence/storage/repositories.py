@@ -315,18 +315,24 @@ known AS (
     OFFSET 0
   ) AS match
 ),
-stamp AS (
+checks AS (
   SELECT coalesce((
     SELECT c.version = %(version)s AND c.created_at = %(created_at)s
     FROM environments e JOIN configurations c
       ON c.environment_id = e.environment_id AND c.version = e.configuration_version
     WHERE e.environment_id = %(env)s
-  ), false) AS current
+  ), false) AS current,
+  %(token)s::text IS NULL OR EXISTS (
+    SELECT 1 FROM tokens t WHERE t.token_id = %(token)s::text AND t.revoked_at IS NULL
+  ) AS authorized
 ),
+stamp AS (SELECT current, authorized, current AND authorized AS allowed FROM checks),
 """
 """What the statements deciding a batch at once read first: ``known``, the batch's ``lines``
-already journaled (their fingerprint and result), and ``stamp``, whether the configuration
-assumed is still the environment's."""
+already journaled (their fingerprint and result), and ``stamp``: whether the configuration
+assumed is still the environment's (``current``), whether the batch's token, if it has one
+to confirm, is not revoked (``authorized``), and both (``allowed``: else nothing is
+written)."""
 
 _CONSUMED_AT_ONCE = (
     """
@@ -370,7 +376,7 @@ fresh AS (
   WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.ord = l.ord)
 ),
 decided AS (
-  SELECT x.g, x.q, CASE WHEN (SELECT current FROM stamp) THEN greatest(0, least(
+  SELECT x.g, x.q, CASE WHEN (SELECT allowed FROM stamp) THEN greatest(0, least(
     (SELECT count(*) FROM fresh f WHERE f.g = x.g),
     h.allocated / x.q,
     (SELECT min(CASE WHEN m.sign > 0 THEN (%(max)s - m.base) ELSE (m.base + %(max)s) END) / x.q
@@ -433,7 +439,7 @@ unlocked AS (
     + """
   RETURNING 1
 )
-SELECT (SELECT current FROM stamp),
+SELECT (SELECT current FROM stamp), (SELECT authorized FROM stamp),
   (SELECT json_agg(json_build_array(d.applied, h.allocated,
      (SELECT json_agg(m.base ORDER BY m.pos) FROM moved m WHERE m.g = d.g)) ORDER BY d.g)
    FROM decided d JOIN held h ON h.g = d.g)::text,
@@ -446,7 +452,7 @@ statement (PostgreSQL), after its partitions' locks: see :func:`consumed_at_once
 
 def _batch_parameters(batch: ConsumeAtOnce | ChangesAtOnce) -> dict[str, Any]:
     """What both statements deciding a batch at once take besides its rows: the environment,
-    the supported range, the configuration assumed, who and when."""
+    the supported range, the configuration assumed, the token to confirm, who and when."""
     return {
         "env": batch.environment_id,
         "max": to_units(MAX_QUANTITY),
@@ -454,6 +460,7 @@ def _batch_parameters(batch: ConsumeAtOnce | ChangesAtOnce) -> dict[str, Any]:
         "created_at": batch.configuration.created_at,
         "actor": batch.actor,
         "at": batch.recorded_at,
+        "token": batch.token_id,
     }
 
 
@@ -519,11 +526,12 @@ async def consumed_at_once(
         "measures": dumps(measures).decode(),
         **_batch_parameters(batch),
     }
-    current, outcomes, known = await in_one_round_trip(
+    current, authorized, outcomes, known = await in_one_round_trip(
         connection, lock, _CONSUMED_AT_ONCE, parameters
     )
     return ConsumedAtOnce(
         current=bool(current),
+        authorized=bool(authorized),
         groups=tuple(
             GroupConsumed(
                 held=from_units(held),
@@ -613,7 +621,7 @@ running AS (
   ) AS o ON true
 ),
 decided AS (
-  SELECT (SELECT current FROM stamp)
+  SELECT (SELECT allowed FROM stamp)
     AND coalesce((SELECT bool_and(abs(value) <= %(max)s) FROM running), true) AS applied
 ),
 measures_written AS (
@@ -654,7 +662,8 @@ unlocked AS (
     + """
   RETURNING 1
 )
-SELECT (SELECT current FROM stamp), (SELECT applied FROM decided),
+SELECT (SELECT current FROM stamp), (SELECT authorized FROM stamp),
+  (SELECT applied FROM decided),
   (SELECT json_agg(json_build_array(id, fingerprint, result)) FROM known)::text
 """
 )
@@ -714,10 +723,15 @@ async def changed_at_once(
         "changes": dumps(changes).decode(),
         **_batch_parameters(batch),
     }
-    current, applied, known = await in_one_round_trip(
+    current, authorized, applied, known = await in_one_round_trip(
         connection, lock, _CHANGED_AT_ONCE, parameters
     )
-    return ChangedAtOnce(current=bool(current), applied=bool(applied), known=_known(known))
+    return ChangedAtOnce(
+        current=bool(current),
+        applied=bool(applied),
+        known=_known(known),
+        authorized=bool(authorized),
+    )
 
 
 @contextmanager
