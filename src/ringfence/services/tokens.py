@@ -150,10 +150,11 @@ async def revoke_token(uow: UnitOfWorkFactory, principal: Principal, name: str) 
 _INVALID = "the bearer token is not valid (unknown, malformed or revoked)"
 
 _KNOWN_AT_MOST = 4096
-_known: OrderedDict[str, TokenRecord] = OrderedDict()
-"""Tokens this process found valid, by id, the most recently found last. What a token grants
-(environment, role, scope) never changes; only whether it is revoked does, and that is
-confirmed in the transaction of every operation a known token is taken for."""
+_known: OrderedDict[str, tuple[str, Principal]] = OrderedDict()
+"""Tokens this process found valid, by id, the most recently found last: their digest and
+the principal they stand for, not :attr:`~ringfence.domain.access.Principal.confirmed`. What a
+token grants (environment, role, scope) never changes; only whether it is revoked does, and
+that is confirmed in the transaction of every operation a known token is taken for."""
 
 
 async def authenticate(uow: UnitOfWorkFactory, token: str) -> Principal:
@@ -185,7 +186,7 @@ async def authenticate_many(
     ]
     for token_id, answer in zip(ids, answers, strict=True):
         if token_id is not None and isinstance(answer, Principal):
-            _known[token_id] = records[token_id]
+            _known[token_id] = (records[token_id].secret_hash, replace(answer, confirmed=False))
             _known.move_to_end(token_id)
     while len(_known) > _KNOWN_AT_MOST:
         _known.popitem(last=False)
@@ -199,10 +200,10 @@ def authenticate_known(token: str) -> Principal | None:
     the statement that decides the batch), and a revoked token is still refused from the
     next request on. None if this process does not know the token: :func:`authenticate` it."""
     token_id = _token_id(token)
-    record = _known.get(token_id) if token_id is not None else None
-    if record is None or not hmac.compare_digest(record.secret_hash, _digest(token)):
+    known = _known.get(token_id) if token_id is not None else None
+    if known is None or not hmac.compare_digest(known[0], _digest(token)):
         return None
-    return replace(principal_of(record), confirmed=False)
+    return known[1]
 
 
 def revoked(token_id: str | None) -> Unauthenticated:
