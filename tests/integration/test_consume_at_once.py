@@ -36,7 +36,9 @@ from ringfence.services.configuration import ensure_environment
 from ringfence.services.onhand import post_onhand_changes
 from ringfence.services.ports import BatchTiming
 from ringfence.settings import Settings
+from tests import invariants
 from tests.conftest import SCALE
+from tests.invariants import UNITS
 
 ORGANIZATION = "usmf"
 STORE = {"siteId": "1", "locationId": "11"}
@@ -307,3 +309,111 @@ async def test_a_batch_of_more_than_64_groups_is_decided_in_python(
     # The statement reports its batch even when it applied none; Python, which then commits
     # nothing, reports none.
     assert [timing.in_one_statement for timing in timings] == ([True] if at_once else [])
+
+
+@pytest.mark.asyncio
+async def test_batches_decided_at_once_and_in_process_race_on_one_product_without_oversell(
+    postgresql_url: str,
+) -> None:
+    """Two servers of one database consume P's allocation at once: one sends like batches
+    (decided in one statement), the other batches of two quantities (decided in process).
+    They serialize on P's lock: every unit sold is one consume answered 200, none beyond the
+    allocation, refusals only once too little is left, and the invariants hold."""
+    tag = secrets.token_hex(4)
+    environment = f"race-{tag}"
+    servers = [build(Settings(database_url=postgresql_url, pool_size=2)) for _ in range(2)]
+    statements: list[BatchTiming] = []
+    servers[0].observe_batches(lambda timing: statements.append(timing))
+    in_process: list[BatchTiming] = []
+    servers[1].observe_batches(lambda timing: in_process.append(timing))
+    operator = Principal.operator(environment)
+    answers: list[tuple[Decimal, ItemResult]] = []
+
+    async def sell(server: int, rounds: int) -> None:
+        for round_ in range(rounds):
+            quantities = ["1"] * 4 if server == 0 else ["1", "2", "1"]
+            batch = [
+                request((f"s{server}-{round_}-{n}", "P", "vip", q, "sold"), "race")
+                for n, q in enumerate(quantities)
+            ]
+            results = await consume(servers[server].uow, operator, environment, batch)
+            answers.extend(zip((Decimal(q) for q in quantities), results, strict=True))
+
+    try:
+        await prepare(servers[0], environment, "60", edge=False)
+        await asyncio.gather(sell(0, 12), sell(1, 12))
+    finally:
+        for server in servers:
+            await server.close()
+    sold = sum(quantity for quantity, result in answers if result.error is None)
+    refused = sorted({quantity for quantity, result in answers if result.error is not None})
+    libpq = make_url(postgresql_url).set(drivername="postgresql").render_as_string()
+    with psycopg.connect(libpq) as connection:
+        ((allocated, consumed),) = connection.execute(
+            "SELECT allocated, consumed FROM allocations WHERE environment_id = %s "
+            "AND product_id = 'P' AND group_path LIKE %s",
+            (environment, "%VIP%"),
+        ).fetchall()
+    assert (allocated + consumed) / UNITS == 60
+    assert consumed / UNITS == sold <= 60
+    assert all(
+        result.error.code == "insufficient-allocated"
+        for _, result in answers
+        if result.error is not None
+    ), answers
+    # A refusal of q leaves less than q: the most refused is more than what is left.
+    assert not refused or allocated / UNITS < min(refused)
+    assert any(timing.in_one_statement for timing in statements)
+    assert any(not timing.in_one_statement for timing in in_process)
+    assert invariants.check(postgresql_url, environment).violations == []
+
+
+@pytest.mark.asyncio
+async def test_one_id_sent_at_once_to_two_products_by_two_servers_is_applied_once(
+    postgresql_url: str,
+) -> None:
+    """Two like batches decided at once, by two servers at the same time, name the same ids
+    for P and for Q: each id is journaled once, the other consume refused as a reuse of it."""
+    tag = secrets.token_hex(4)
+    environment = f"reuse-{tag}"
+    servers = [build(Settings(database_url=postgresql_url, pool_size=2)) for _ in range(2)]
+    operator = Principal.operator(environment)
+    try:
+        await prepare(servers[0], environment, "60", edge=False)
+        outcomes = []
+        for round_ in range(10):
+            ids = [f"{round_}-{n}" for n in range(3)]
+            outcomes.append(
+                await asyncio.gather(
+                    *(
+                        consume(
+                            server.uow,
+                            operator,
+                            environment,
+                            [request((i, product, "vip", "1", "sold"), "same") for i in ids],
+                        )
+                        for server, product in zip(servers, ("P", "Q"), strict=True)
+                    )
+                )
+            )
+    finally:
+        for server in servers:
+            await server.close()
+    for on_p, on_q in outcomes:
+        for at_p, at_q in zip(on_p, on_q, strict=True):
+            errors = sorted(str(r.error.code) for r in (at_p, at_q) if r.error is not None)
+            assert errors == ["idempotency-key-reuse"], (at_p, at_q)
+    libpq = make_url(postgresql_url).set(drivername="postgresql").render_as_string()
+    with psycopg.connect(libpq) as connection:
+        ((entries, distinct),) = connection.execute(
+            "SELECT count(*), count(DISTINCT operation_id) FROM journal "
+            "WHERE environment_id = %s AND kind = 'consume'",
+            (environment,),
+        ).fetchall()
+        ((consumed,),) = connection.execute(
+            "SELECT sum(consumed) FROM allocations WHERE environment_id = %s",
+            (environment,),
+        ).fetchall()
+    assert entries == distinct == 30
+    assert consumed / UNITS == 30
+    assert invariants.check(postgresql_url, environment).violations == []
