@@ -6,6 +6,8 @@ Modes (each prints one JSON line):
   time it arrived (the flash sale).
 - ``open``: open-loop POSTs at ``rate`` per second for ``seconds``; latency is measured from when
   each request was *due*, so a stalled server cannot hide its queue (no coordinated omission).
+  With ``warmup_seconds``, the schedule starts that much earlier and those requests are not
+  counted.
 - ``serial``: one client, one request after another (idle latency, query latency).
 
 ``burst`` and ``open`` also report the client's own CPU time (``cpu_seconds``) over their
@@ -153,26 +155,30 @@ async def burst(options: dict[str, Any]) -> dict[str, Any]:
 
 async def open_loop(options: dict[str, Any]) -> dict[str, Any]:
     rate, seconds = options["rate"], options["seconds"]
+    warmup = int(rate * options.get("warmup_seconds", 0.0))
     bodies = _bodies(options)
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     http = _Client(options, options.get("connections", 256))
     await http.connect(options.get("connections", 256))
 
-    async def one(due: float, payload: bytes) -> None:
+    async def one(due: float, payload: bytes, counted: bool) -> None:
         status = str(await http.post(payload))
-        statuses[status] = statuses.get(status, 0) + 1
-        latencies.append((time.perf_counter() - due) * 1000)
+        if counted:
+            statuses[status] = statuses.get(status, 0) + 1
+            latencies.append((time.perf_counter() - due) * 1000)
 
-    started, cpu = time.perf_counter(), time.process_time()
+    begun = time.perf_counter()
+    started, cpu = begun + warmup / rate, 0.0
     tasks = []
-    total = int(rate * seconds)
-    for number in range(total):
-        due = started + number / rate
+    for number in range(warmup + int(rate * seconds)):
+        due = begun + number / rate
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(due, next(bodies))))
+        if number == warmup:
+            cpu = time.process_time()
+        tasks.append(asyncio.create_task(one(due, next(bodies), number >= warmup)))
     await asyncio.gather(*tasks)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     http.close()
