@@ -1,6 +1,7 @@
-"""The asyncio load client, run as its own process: ``python -m bench.client MODE OPTIONS_JSON``.
+"""The asyncio load client, run as its own process:
+``python -m bench.client MODE OPTIONS_JSON REPORT_PATH``.
 
-Modes (each prints one JSON line):
+Modes (each writes its report, a JSON object, to ``REPORT_PATH``):
 
 - ``burst``: send ``total`` POSTs with ``concurrency`` in flight; every answer's status and the
   time it arrived (the flash sale).
@@ -29,6 +30,7 @@ import sys
 import time
 from collections.abc import Iterator
 from itertools import count
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -204,9 +206,9 @@ MODES = {"burst": burst, "open": open_loop, "serial": serial}
 
 
 def main() -> None:
-    mode, raw = sys.argv[1], sys.argv[2]
+    mode, raw, into = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     report = uvloop.run(MODES[mode](json.loads(raw)))
-    print(json.dumps(report))  # noqa: T201 - the report is this program's output
+    into.write_text(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -406,17 +406,20 @@ def pgbench(libpq_url: str, script: str, *, clients: int, seconds: float) -> Run
 
 
 def client(mode: str, **options: Any) -> dict[str, Any]:
-    """Run :mod:`bench.client` in its own process; its JSON report."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.client", mode, json.dumps(options)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if done.returncode != 0:
-        raise BenchError(f"bench.client {mode} failed:\n{done.stdout}{done.stderr}")
-    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    """Run :mod:`bench.client` in its own process; its JSON report (written to a file: a
+    report of every latency of a 10 s run is most of a megabyte)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "report.json"
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.client", mode, json.dumps(options), str(path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if done.returncode != 0 or not path.exists():
+            raise BenchError(f"bench.client {mode} failed:\n{done.stdout}{done.stderr}")
+        report: dict[str, Any] = json.loads(path.read_text())
     return report
 
 
