@@ -201,14 +201,20 @@ def test_change_events_applied_in_one_statement_match_one_by_one(
     asyncio.run(scenario(postgresql_url, edge, plan))
 
 
+def observed(url: str) -> tuple[Container, list[BatchTiming]]:
+    """A server of the database at ``url``, and the batches it commits, as they commit."""
+    container = build(Settings(database_url=url, pool_size=2))
+    timings: list[BatchTiming] = []
+    container.observe_batches(timings.append)
+    return container, timings
+
+
 @pytest.mark.asyncio
 async def test_a_refusal_for_range_refuses_that_event_alone(postgresql_url: str) -> None:
     """Storage applies none of a batch in which one event leaves the range; in process, the
     events before and after it are applied and it alone is refused."""
     libpq = make_url(postgresql_url).set(drivername="postgresql").render_as_string()
-    container = build(Settings(database_url=postgresql_url, pool_size=2))
-    timings: list[BatchTiming] = []
-    container.observe_batches(timings.append)
+    container, timings = observed(postgresql_url)
     environment = f"edge-{secrets.token_hex(4)}"
     try:
         await ensure_environment(container.uow, environment)
@@ -263,9 +269,7 @@ async def test_a_batch_whose_token_is_gone_or_revoked_writes_nothing(postgresql_
     """A caller recognized without a read (not ``confirmed``) has its token confirmed by the
     statement itself: revoked or gone, nothing is written and the caller is refused."""
     libpq = make_url(postgresql_url).set(drivername="postgresql").render_as_string()
-    container = build(Settings(database_url=postgresql_url, pool_size=2))
-    timings: list[BatchTiming] = []
-    container.observe_batches(timings.append)
+    container, timings = observed(postgresql_url)
     environment = f"token-{secrets.token_hex(4)}"
     try:
         await ensure_environment(container.uow, environment)
