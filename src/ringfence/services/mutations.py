@@ -50,7 +50,7 @@ from ringfence.services.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-from ringfence.services.tokens import confirm_token
+from ringfence.services.tokens import confirm_token, revoked
 
 __all__ = [
     "Applied",
@@ -247,9 +247,11 @@ async def _attempt(
                 below=tuple(
                     configuration.dimension_hierarchy[len(configuration.partition_dimensions) :]
                 ),
+                token_id=None if principal.confirmed else principal.token_id,
             )
         )
-        await confirm_token(work, principal)  # under the locks, before anything is decided
+        if not read.authorized:  # read under the locks, before anything is decided
+            raise revoked(principal.token_id)
         if not is_current(assumed, read.stamp):
             raise ConfigurationChanged
         known = read.known

@@ -61,6 +61,7 @@ __all__ = [
     "UnitOfWork",
     "UnitOfWorkFactory",
     "lock_and_read_in_turn",
+    "token_valid",
     "write_and_commit_in_turn",
 ]
 
@@ -562,6 +563,9 @@ class BatchReads:
     needs: Needs
     below: tuple[str, ...]
     """The hierarchy's dimensions below the partition dimensions (for level sums)."""
+    token_id: str | None = None
+    """A token to confirm not revoked under the locks (its operations' caller was recognized
+    without a read): :attr:`BatchState.authorized`."""
 
 
 @dataclass(frozen=True)
@@ -577,6 +581,14 @@ class BatchState:
     reservations: dict[str, Reservation]
     stamp: ConfigurationStamp | None
     """The environment's configuration as the locks found it (None: no such environment)."""
+    authorized: bool = True
+    """The reads' ``token_id``, if any, is not revoked (nor gone)."""
+
+
+def token_valid(records: Mapping[str, TokenRecord], token_id: str) -> bool:
+    """Whether ``token_id`` is among ``records`` (as read) and not revoked."""
+    record = records.get(token_id)
+    return record is not None and record.revoked_at is None
 
 
 async def lock_and_read_in_turn(work: UnitOfWork, reads: BatchReads) -> BatchState:
@@ -605,6 +617,10 @@ async def lock_and_read_in_turn(work: UnitOfWork, reads: BatchReads) -> BatchSta
         ),
         reservations=reservations,
         stamp=stamp,
+        authorized=(
+            reads.token_id is None
+            or token_valid(await work.tokens.get_many([reads.token_id]), reads.token_id)
+        ),
     )
 
 

@@ -19,7 +19,7 @@ from ringfence.domain.access import Principal, Role, parse_group_scope
 from ringfence.domain.dimensions import check_identifier
 from ringfence.domain.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from ringfence.services.configuration import ensure_environment
-from ringfence.services.ports import TokenRecord, UnitOfWork, UnitOfWorkFactory
+from ringfence.services.ports import TokenRecord, UnitOfWork, UnitOfWorkFactory, token_valid
 
 __all__ = [
     "IssuedToken",
@@ -218,11 +218,11 @@ async def confirm_token(work: UnitOfWork, principal: Principal) -> None:
     """Refuse (401) a caller whose token, recognized without a read
     (:func:`authenticate_known`), is revoked: read in ``work``'s transaction, after the
     request arrived."""
-    if principal.confirmed or principal.token_id is None:
+    token_id = principal.token_id
+    if principal.confirmed or token_id is None:
         return
-    record = (await work.tokens.get_many([principal.token_id])).get(principal.token_id)
-    if record is None or record.revoked_at is not None:
-        raise revoked(principal.token_id)
+    if not token_valid(await work.tokens.get_many([token_id]), token_id):
+        raise revoked(token_id)
 
 
 def _token_id(token: str) -> str | None:

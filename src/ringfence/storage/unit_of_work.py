@@ -24,6 +24,7 @@ from ringfence.services.ports import (
     ConsumedAtOnce,
     UnitOfWork,
     lock_and_read_in_turn,
+    token_valid,
 )
 from ringfence.storage.engine import Database, defer_begin
 from ringfence.storage.repositories import (
@@ -93,13 +94,16 @@ class SqlUnitOfWork:
         find = self.journal.find_read(environment, reads.kind, reads.operation_ids)
         levels = self.onhand.level_sums_read(environment, needs.levels, reads.below)
         allocations = self.allocations.load_read(environment, needs.allocations)
+        # A token to confirm goes with the first trip, read after the locks like the rest.
+        token = () if reads.token_id is None else (self.tokens.get_many_read([reads.token_id]),)
         if needs.reservations:
-            _, current, known, reserved = await pipelined(
+            _, current, known, reserved, *confirmed = await pipelined(
                 self._connection,
                 lock,
                 stamp,
                 find,
                 self.reservations.load_read(environment, needs.reservations),
+                *token,
             )
             measure_keys = needs.measures_with(reserved.values())
             measures, sums, allocated = await pipelined(
@@ -110,7 +114,7 @@ class SqlUnitOfWork:
             )
         else:
             reserved, measure_keys = {}, needs.measures
-            _, current, known, measures, sums, allocated = await pipelined(
+            _, current, known, measures, sums, allocated, *confirmed = await pipelined(
                 self._connection,
                 lock,
                 stamp,
@@ -118,6 +122,7 @@ class SqlUnitOfWork:
                 self.onhand.load_read(environment, measure_keys),
                 levels,
                 allocations,
+                *token,
             )
         return BatchState(
             known=known,
@@ -127,6 +132,7 @@ class SqlUnitOfWork:
             allocations=allocated if needs.allocations else None,
             reservations=reserved,
             stamp=current,
+            authorized=reads.token_id is None or token_valid(confirmed[0], reads.token_id),
         )
 
     async def consume_at_once(self, batch: ConsumeAtOnce) -> ConsumedAtOnce | None:
