@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ import pytest
 
 from ringfence.domain.access import Role
 from ringfence.domain.configuration import DEFAULT_DOCUMENT
+from ringfence.services.ports import UnitOfWorkFactory
 from tests.conftest import TokenFactory
 from tests.integration.support import (
     Api,
@@ -644,6 +646,31 @@ async def test_a_revoked_token_is_refused_from_its_next_request_on_every_endpoin
     [listed] = [t for t in (await admin.get("/tokens")).json() if t["name"] == "doomed"]
     assert listed["revokedAt"] == revoked.json()["revokedAt"]
     assert (await admin.get("/journal")).json()["entries"] == []
+
+
+async def test_a_token_revoked_by_another_server_is_refused_on_every_endpoint(
+    client: httpx.AsyncClient, environment_id: str, auth: TokenFactory, uow: UnitOfWorkFactory
+) -> None:
+    """Revoked in the database, as another server process does, after this one has seen the
+    token valid: every endpoint refuses it on the next request, those that take a known token
+    without a read of their own (their operation's transaction confirms it) included."""
+    admin = Api(client, environment_id, await auth("admin"))
+    doomed = Api(client, environment_id, await auth("admin", name="doomed"))
+    assert (await doomed.get("/journal")).status_code == 200
+    before = await _state(admin)
+
+    async with uow() as work:
+        record = await work.tokens.get_by_name(environment_id, "doomed")
+        assert record is not None
+        await work.tokens.revoke(record.token_id, datetime.now(UTC))
+        await work.commit()
+
+    for endpoint in ENDPOINTS:
+        response = await _call(client, environment_id, endpoint, doomed.headers)
+        assert response.status_code == 401, (endpoint.id, response.text)
+        assert_problem(response, 401, "invalid-token")
+    after = await _state(admin)
+    assert (after.journal, after.configuration) == (before.journal, before.configuration)
 
 
 async def test_an_admin_revoking_its_own_token_is_refused_on_its_next_request(

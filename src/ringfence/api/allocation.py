@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ringfence.api.dependencies import (
-    ConsumerDep,
     EnvironmentId,
-    PlannerDep,
+    OperationPlannerDep,
+    OperationWriterDep,
     ReaderDep,
     UnitOfWorkDep,
     parse_body,
@@ -80,7 +80,10 @@ def _consumption(model: ConsumeItem) -> ConsumeRequest:
     openapi_extra=json_body(AllocationItem),
 )
 async def post_allocate(
-    environment_id: EnvironmentId, request: Request, principal: PlannerDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId,
+    request: Request,
+    principal: OperationPlannerDep,
+    uow: UnitOfWorkDep,
 ) -> Response:
     return await answer_single(
         request,
@@ -99,7 +102,10 @@ async def post_allocate(
     openapi_extra=json_body(AllocationItem),
 )
 async def post_unallocate(
-    environment_id: EnvironmentId, request: Request, principal: PlannerDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId,
+    request: Request,
+    principal: OperationPlannerDep,
+    uow: UnitOfWorkDep,
 ) -> Response:
     return await answer_single(
         request,
@@ -120,7 +126,10 @@ async def post_unallocate(
     openapi_extra=json_body(ReallocateItem),
 )
 async def post_reallocate(
-    environment_id: EnvironmentId, request: Request, principal: PlannerDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId,
+    request: Request,
+    principal: OperationPlannerDep,
+    uow: UnitOfWorkDep,
 ) -> Response:
     return await answer_single(
         request,
@@ -146,7 +155,10 @@ async def post_reallocate(
     openapi_extra=json_body(ConsumeItem),
 )
 async def post_consume(
-    environment_id: EnvironmentId, request: Request, principal: ConsumerDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId,
+    request: Request,
+    principal: OperationWriterDep,
+    uow: UnitOfWorkDep,
 ) -> Response:
     return await answer_single(
         request,

@@ -20,8 +20,9 @@ from ringfence.services.tokens import authenticate, authenticate_known, authenti
 __all__ = [
     "AdminDep",
     "ApiState",
-    "ConsumerDep",
     "EnvironmentId",
+    "OperationPlannerDep",
+    "OperationWriterDep",
     "PlannerDep",
     "PrincipalDep",
     "ReaderDep",
@@ -146,9 +147,12 @@ ReaderDep = Annotated[Principal, Depends(_with_role(Role.READER))]
 WriterDep = Annotated[Principal, Depends(_with_role(Role.WRITER))]
 PlannerDep = Annotated[Principal, Depends(_with_role(Role.PLANNER))]
 AdminDep = Annotated[Principal, Depends(_with_role(Role.ADMIN))]
-ConsumerDep = Annotated[Principal, Depends(_with_role(Role.WRITER, confirmed_later=True))]
-"""A writer whose token, if this process knows it, is confirmed not revoked by the
-transaction of the request's operation instead of a read of its own (the consume endpoint)."""
+OperationWriterDep = Annotated[Principal, Depends(_with_role(Role.WRITER, confirmed_later=True))]
+"""A writer of one operation (:func:`~ringfence.api.results.answer_single`) whose token, if
+this process knows it, is confirmed not revoked by the transaction of that operation instead
+of a read of its own."""
+OperationPlannerDep = Annotated[Principal, Depends(_with_role(Role.PLANNER, confirmed_later=True))]
+"""A planner of one operation, as :data:`OperationWriterDep`."""
 
 
 async def confirm_caller(request: Request, principal: Principal) -> None:

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from ringfence.api.dependencies import (
     EnvironmentId,
+    OperationWriterDep,
     ReaderDep,
     UnitOfWorkDep,
     WriterDep,
@@ -86,7 +87,10 @@ def _rows(rows: list[OnHandRow]) -> Response:
     openapi_extra=json_body(OnHandChange),
 )
 async def post_onhand(
-    environment_id: EnvironmentId, request: Request, principal: WriterDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId,
+    request: Request,
+    principal: OperationWriterDep,
+    uow: UnitOfWorkDep,
 ) -> Response:
     return await answer_single(
         request,

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from ringfence.api.dependencies import (
     EnvironmentId,
+    OperationWriterDep,
     ReaderDep,
     UnitOfWorkDep,
     WriterDep,
@@ -78,7 +79,10 @@ def _unreserve(model: UnreserveItem) -> UnreserveRequest:
     openapi_extra=json_body(ReserveItem),
 )
 async def post_reserve(
-    environment_id: EnvironmentId, request: Request, principal: WriterDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId,
+    request: Request,
+    principal: OperationWriterDep,
+    uow: UnitOfWorkDep,
 ) -> Response:
     return await answer_single(
         request,
@@ -117,7 +121,10 @@ async def post_reserve_bulk(
     openapi_extra=json_body(UnreserveItem),
 )
 async def post_unreserve(
-    environment_id: EnvironmentId, request: Request, principal: WriterDep, uow: UnitOfWorkDep
+    environment_id: EnvironmentId,
+    request: Request,
+    principal: OperationWriterDep,
+    uow: UnitOfWorkDep,
 ) -> Response:
     return await answer_single(
         request,

@@ -52,7 +52,8 @@ async def answer_single(
     With ``coalesce`` (the operation's kind and caller), the operation joins the next batch of
     that kind and caller (see :mod:`ringfence.services.coalescer`). A body that parses as no
     operation still goes to the service, whose transaction confirms a caller taken without a
-    read (:data:`~ringfence.api.dependencies.ConsumerDep`) before the refusal is answered.
+    read (:data:`~ringfence.api.dependencies.OperationWriterDep`) before the refusal is
+    answered.
     """
     try:
         data = await read_body(request)
