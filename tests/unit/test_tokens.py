@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
 import pytest
 
 from ringfence.domain.access import Principal, Role
 from ringfence.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
+from ringfence.services import tokens
 from ringfence.services.tokens import (
     authenticate,
+    authenticate_known,
     authenticate_many,
+    confirm_token,
     create_token,
     list_tokens,
     revoke_token,
@@ -217,3 +221,55 @@ async def test_create_token_refuses_bad_names_and_scopes(
         await create_token(uow, Principal.operator(environment_id), Role.ADMIN, **options)  # type: ignore[arg-type]
 
     assert caught.value.code == code
+
+
+async def test_a_known_token_is_taken_without_a_read_only_with_its_own_secret(
+    uow: MemoryUnitOfWorkFactory, environment_id: str
+) -> None:
+    issued = await create_token(uow, Principal.operator(environment_id), Role.WRITER)
+    prefix, token_id, secret = issued.token.split("_", 2)
+    forged = f"{prefix}_{token_id}_{'A' if secret[0] != 'A' else 'B'}{secret[1:]}"
+    assert authenticate_known(issued.token) is None  # never read: not known
+
+    read = await authenticate(uow, issued.token)
+    known = authenticate_known(issued.token)
+
+    assert read.confirmed
+    assert known == dataclasses.replace(read, confirmed=False)
+    assert authenticate_known(forged) is None  # the id alone is not enough
+    await revoke_token(uow, Principal.operator(environment_id), issued.record.name)
+    assert authenticate_known(issued.token) is None  # this process revoked it: forgotten
+
+
+async def test_a_revoked_known_token_is_refused_by_its_confirmation_and_forgotten(
+    uow: MemoryUnitOfWorkFactory, environment_id: str
+) -> None:
+    issued = await create_token(uow, Principal.operator(environment_id), Role.WRITER)
+    await authenticate(uow, issued.token)
+    known = authenticate_known(issued.token)
+    assert known is not None
+    async with uow() as work:  # revoked as another process would: this one is not told
+        await work.tokens.revoke(issued.record.token_id, datetime.now(UTC))
+        await work.commit()
+
+    async with uow() as work:
+        with pytest.raises(Unauthenticated) as caught:
+            await confirm_token(work, known)
+
+    assert caught.value.code == "invalid-token"
+    assert authenticate_known(issued.token) is None
+
+
+async def test_the_tokens_a_process_knows_are_bounded(
+    uow: MemoryUnitOfWorkFactory, environment_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tokens, "_KNOWN_AT_MOST", 3)
+    issued = [
+        await create_token(uow, Principal.operator(environment_id), Role.READER) for _ in range(5)
+    ]
+    for one in issued:
+        await authenticate(uow, one.token)
+
+    known = [authenticate_known(one.token) is not None for one in issued]
+
+    assert known == [False, False, True, True, True]  # the least recently read forgotten
