@@ -87,12 +87,17 @@ async def test_create_token_refuses_an_unknown_environment_when_told_not_to_crea
         await create_token(uow, Principal.operator("nowhere"), Role.ADMIN, create_environment=False)
 
 
+def _forged(token: str) -> str:
+    """``token`` with the first character of its secret changed: the same id, another secret."""
+    prefix, token_id, secret = token.split("_", 2)
+    return f"{prefix}_{token_id}_{'A' if secret[0] != 'A' else 'B'}{secret[1:]}"
+
+
 async def test_authenticate_refuses_a_wrong_secret(
     uow: MemoryUnitOfWorkFactory, environment_id: str
 ) -> None:
     issued = await create_token(uow, Principal.operator(environment_id), Role.ADMIN)
-    prefix, token_id, secret = issued.token.split("_", 2)
-    forged = f"{prefix}_{token_id}_{'A' if secret[0] != 'A' else 'B'}{secret[1:]}"
+    forged = _forged(issued.token)
 
     with pytest.raises(Unauthenticated) as caught:
         await authenticate(uow, forged)
@@ -227,8 +232,7 @@ async def test_a_known_token_is_taken_without_a_read_only_with_its_own_secret(
     uow: MemoryUnitOfWorkFactory, environment_id: str
 ) -> None:
     issued = await create_token(uow, Principal.operator(environment_id), Role.WRITER)
-    prefix, token_id, secret = issued.token.split("_", 2)
-    forged = f"{prefix}_{token_id}_{'A' if secret[0] != 'A' else 'B'}{secret[1:]}"
+    forged = _forged(issued.token)
     assert authenticate_known(issued.token) is None  # never read: not known
 
     read = await authenticate(uow, issued.token)
