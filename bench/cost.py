@@ -31,7 +31,15 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from bench.harness import RESULTS, Run, cli, postgresql_database, ringfence_server, sqlalchemy_url
+from bench.harness import (
+    RESULTS,
+    Run,
+    Server,
+    cli,
+    postgresql_database,
+    ringfence_server,
+    sqlalchemy_url,
+)
 from bench.workloads import BULK_EVENTS, HOT_PATH, Bench, hot_wrk, onhand_wrk, setup
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -97,6 +105,27 @@ def _commits(database: str) -> int:
     return int(row[0])
 
 
+def hot_product(
+    database: str, server: Server, seconds: float, environment: str
+) -> tuple[Bench, str]:
+    """``server``'s bench in a new ``environment``, with one product of 10^9 units in stock on
+    :data:`~bench.workloads.HOT_PATH`; the product's id."""
+    bench = Bench(
+        database=database,
+        ringfence=server,
+        trivial=server,
+        token="",
+        seconds=seconds,
+        rounds=1,
+        progress=lambda message: print(message, file=sys.stderr),  # noqa: T201
+    )
+    bench.use(environment)
+    product = f"hot-{secrets.token_hex(3)}"
+    setup(bench, {product: (10**9, HOT_PATH, 10**9)})
+    bench.vacuum()
+    return bench, product
+
+
 def main() -> None:
     bulk = os.environ.get("BENCH_WORKLOAD", "hot") == "bulk"
     clients = int(os.environ.get("BENCH_CLIENTS", "4" if bulk else "64"))
@@ -109,19 +138,7 @@ def main() -> None:
         url = sqlalchemy_url(database)
         cli(url, "db", "upgrade")
         with ringfence_server(url, workers=processes) as server:
-            bench = Bench(
-                database=database,
-                ringfence=server,
-                trivial=server,
-                token="",
-                seconds=seconds,
-                rounds=1,
-                progress=lambda message: print(message, file=sys.stderr),  # noqa: T201
-            )
-            bench.use("cost")
-            product = f"hot-{secrets.token_hex(3)}"
-            setup(bench, {product: (10**9, HOT_PATH, 10**9)})
-            bench.vacuum()
+            bench, product = hot_product(database, server, seconds, "cost")
             events = BULK_EVENTS if bulk else 1
 
             def load(seconds: float) -> Run:

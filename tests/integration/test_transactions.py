@@ -18,7 +18,7 @@ from ringfence.domain.ledger import Needs
 from ringfence.domain.measures import MeasureKey, MeasureState
 from ringfence.domain.operations import OperationKind, PartitionKey
 from ringfence.services.ports import BatchReads, UnitOfWork, UnitOfWorkFactory
-from ringfence.storage.repositories import in_one_round_trip
+from ringfence.storage.repositories import NativeStatement, in_one_round_trip
 from ringfence.storage.unit_of_work import SqlUnitOfWork
 
 pytestmark = [
@@ -133,7 +133,7 @@ def sql(work: UnitOfWork) -> SqlUnitOfWork:
     return work
 
 
-SAME_TRANSACTION = (
+SAME_TRANSACTION = NativeStatement.of(
     "SELECT count(*) FROM partitions WHERE environment_id = %(environment_id)s "
     "AND product_id = 'new-product' AND xmin = pg_current_xact_id()::xid"
 )
@@ -168,8 +168,10 @@ async def test_a_statement_that_fails_takes_its_lock_with_it(
             await in_one_round_trip(
                 sql(work)._connection,
                 lock,
-                "SELECT 1 / (count(*) - 1) FROM partitions WHERE environment_id = %(e)s "
-                "AND product_id = 'new-product'",
+                NativeStatement.of(
+                    "SELECT 1 / (count(*) - 1) FROM partitions WHERE environment_id = %(e)s "
+                    "AND product_id = 'new-product'"
+                ),
                 {"e": environment_id},
             )
 
@@ -212,7 +214,10 @@ async def test_a_failure_on_this_side_mid_way_takes_the_lock_with_it(
         async with uow() as work:
             lock = sql(work).partitions.lock_read(environment_id, [NEW])
             await in_one_round_trip(
-                sql(work)._connection, lock, "SELECT %(value)s", {"value": object()}
+                sql(work)._connection,
+                lock,
+                NativeStatement.of("SELECT %(value)s"),
+                {"value": object()},
             )
 
     with pytest.raises(DBAPIError, match="cannot adapt"):

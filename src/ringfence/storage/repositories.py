@@ -7,6 +7,7 @@ of a unit of work, and speak both SQLite and PostgreSQL.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -298,6 +299,37 @@ async def written(connection: AsyncConnection, *writes: _Write, commit: bool = F
         await connection.commit()
 
 
+@dataclass(frozen=True)
+class NativeStatement:
+    """A statement written with named parameters, kept in PostgreSQL's own form (``$1``, ...).
+
+    The driver turns ``%(name)s`` into ``$n`` by scanning the statement's text at every
+    execution, unless the text is short enough for its cache (4,096 characters): the statements
+    that decide a batch at once are longer, and were scanned again for every batch. Converted
+    once here, they go through the driver's raw cursor, which sends them as they are.
+    """
+
+    sql: bytes
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, sql: str) -> NativeStatement:
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            if match.group(1) not in names:
+                names.append(match.group(1))
+            return f"${names.index(match.group(1)) + 1}"
+
+        native = re.sub(r"%\((\w+)\)s", number, sql)
+        if "%" in native.replace("%%", ""):
+            raise ValueError("a statement's parameters are written %(name)s")
+        return cls(native.replace("%%", "%").encode(), tuple(names))
+
+    def values(self, parameters: Mapping[str, Any]) -> list[Any]:
+        return [parameters[name] for name in self.names]
+
+
 _CREATED_BY_THE_LOCK = "p.version = 1"
 """A partition row the batch's lock statement inserted: of the batch's partitions, every row
 that was there before now has a version of 2 or more, since the lock raised it. A statement
@@ -334,7 +366,7 @@ assumed is still the environment's (``current``), whether the batch's token, if 
 to confirm, is not revoked (``authorized``), and both (``allowed``: else nothing is
 written)."""
 
-_CONSUMED_AT_ONCE = (
+_CONSUMED_AT_ONCE = NativeStatement.of(
     """
 WITH lines AS (
   SELECT * FROM json_to_recordset(%(lines)s::json) AS l(
@@ -545,7 +577,10 @@ async def consumed_at_once(
 
 
 async def in_one_round_trip(
-    connection: AsyncConnection, lock: _Read[None], sql: str, parameters: Mapping[str, Any]
+    connection: AsyncConnection,
+    lock: _Read[None],
+    sql: NativeStatement,
+    parameters: Mapping[str, Any],
 ) -> Any:
     """Send ``lock`` and one statement in one pipeline, as one transaction; the statement's
     one row, once the server committed.
@@ -563,9 +598,9 @@ async def in_one_round_trip(
             try:
                 for statement, values in lock.statements:
                     await _queued(connection, driver, cursors, statement, values)
-                decided = driver.cursor()
+                decided = psycopg.AsyncRawCursor(driver)
                 cursors.append(decided)
-                await decided.execute(sql, parameters)
+                await decided.execute(sql.sql, sql.values(parameters))
             except BaseException as error:
                 # Leaving the pipeline sends its synchronization point, which would commit
                 # what was sent before a failure on this side (a cancelled request, a value
@@ -590,7 +625,7 @@ def _known(text: str | None) -> dict[str, tuple[str, Any]]:
     }
 
 
-_CHANGED_AT_ONCE = (
+_CHANGED_AT_ONCE = NativeStatement.of(
     """
 WITH lines AS (
   SELECT * FROM json_to_recordset(%(lines)s::json) AS l(

@@ -1,0 +1,112 @@
+"""Two versions of Ringfence compared on one machine whose speed drifts: ``python -m bench.ab``.
+
+A shared 2-core machine's throughput moves by a fifth within the hour, more than most changes
+are worth, and separate runs of two versions, minutes apart, compare the machine as much as the
+code. This command serves both versions at once, each with its own PostgreSQL database and
+``ringfence serve --workers 2``, and loads them in turns of a few seconds, A, B, B, A, ...
+(``BENCH_PAIRS`` pairs), so that each pair ran within seconds of itself. It prints each turn and,
+per version, the median consumes/s and server CPU per consume, and the median of the pairs'
+ratios B/A of both.
+
+    python -m bench.ab /path/to/other/checkout/src   # A: that source tree; B: this one
+    python -m bench.ab a/src b/src                   # two other trees
+
+``BENCH_WORKLOAD=bulk`` posts on-hand bulk calls instead (as ``python -m bench.cost`` does);
+``BENCH_CLIENTS`` (32), ``BENCH_SECONDS`` (3 per turn), ``BENCH_PAIRS`` (6) and
+``BENCH_WORKERS`` (2) change the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.cost import _cpu_seconds, _descendants, hot_product
+from bench.harness import ROOT, Server, cli, postgresql_database, ringfence_server, sqlalchemy_url
+from bench.workloads import BULK_EVENTS, Bench, hot_wrk, onhand_wrk
+
+
+@dataclass
+class _Side:
+    name: str
+    server: Server
+    bench: Bench
+    product: str
+    rates: list[float]
+    cpu_us: list[float]
+
+
+def main() -> None:
+    sources = [Path(argument).resolve() for argument in sys.argv[1:]]
+    if len(sources) not in (1, 2) or not all(source.is_dir() for source in sources):
+        sys.exit("usage: python -m bench.ab <source of A, e.g. ../a/src> [<source of B>]")
+    if len(sources) == 1:
+        sources.append(ROOT / "src")
+    bulk = os.environ.get("BENCH_WORKLOAD", "hot") == "bulk"
+    clients = int(os.environ.get("BENCH_CLIENTS", "4" if bulk else "32"))
+    seconds = float(os.environ.get("BENCH_SECONDS", "3"))
+    pairs = int(os.environ.get("BENCH_PAIRS", "6"))
+    processes = int(os.environ.get("BENCH_WORKERS", "2"))
+    events = BULK_EVENTS if bulk else 1
+    sides: list[_Side] = []
+    with ExitStack() as stack:
+        for name, source in zip("AB", sources, strict=True):
+            database = stack.enter_context(postgresql_database(f"ab{name.lower()}"))
+            url = sqlalchemy_url(database)
+            cli(url, "db", "upgrade")
+            server = stack.enter_context(
+                ringfence_server(
+                    url, workers=processes, extra_env={"PYTHONPATH": f"{source}:{ROOT}"}
+                )
+            )
+            bench, product = hot_product(database, server, seconds, "ab")
+            sides.append(_Side(name, server, bench, product, [], []))
+
+        def turn(side: _Side, seconds: float) -> None:
+            bench, url = side.bench, side.server.url
+            workers = _descendants(side.server.process.pid) or [side.server.process.pid]
+            before = _cpu_seconds(workers)
+            if bulk:
+                run = onhand_wrk(url, bench.environment, bench.token, events, clients, seconds)
+            else:
+                run = hot_wrk(url, bench.environment, bench.token, side.product, clients, seconds)
+            done = run.statuses.get("200", 0) * events
+            if seconds < 1:
+                return  # a warm-up
+            side.rates.append(run.ops_per_s * events)
+            side.cpu_us.append((_cpu_seconds(workers) - before) / max(done, 1) * 1e6)
+            print(  # noqa: T201
+                f"{side.name}: {side.rates[-1]:8,.0f}/s  {side.cpu_us[-1]:5.0f} µs server CPU",
+                flush=True,
+            )
+
+        for side in sides:
+            turn(side, 0.5)
+        for pair in range(pairs):
+            order = sides if pair % 2 == 0 else sides[::-1]
+            for side in order:
+                turn(side, seconds)
+    a, b = sides
+    ratios = [rate_b / rate_a for rate_a, rate_b in zip(a.rates, b.rates, strict=True)]
+    cpu = [cpu_b / cpu_a for cpu_a, cpu_b in zip(a.cpu_us, b.cpu_us, strict=True)]
+    for side in sides:
+        print(  # noqa: T201
+            f"{side.name}: median {statistics.median(side.rates):,.0f}/s, "
+            f"{statistics.median(side.cpu_us):.0f} µs server CPU per operation"
+        )
+    print(  # noqa: T201
+        f"B/A per pair: {', '.join(f'{r:.3f}' for r in ratios)}; "
+        f"median {statistics.median(ratios):.3f}"
+    )
+    print(  # noqa: T201
+        f"B/A server CPU per operation, per pair: {', '.join(f'{r:.3f}' for r in cpu)}; "
+        f"median {statistics.median(cpu):.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
