@@ -4,15 +4,16 @@ A shared 2-core machine's throughput moves by a fifth within the hour, more than
 are worth, and separate runs of two versions, minutes apart, compare the machine as much as the
 code. This command serves both versions at once, each with its own PostgreSQL database and
 ``ringfence serve --workers 2``, and loads them in turns of a few seconds, A, B, B, A, ...
-(``BENCH_PAIRS`` pairs), so that each pair ran within seconds of itself. It prints each turn and,
-per version, the median consumes/s and server CPU per consume, and the median of the pairs'
-ratios B/A of both.
+(``BENCH_PAIRS`` pairs), so that each pair ran within seconds of itself; for half the pairs A's
+server is started first, for the other half B's (served twice, the same version was faster as
+the server started second). It prints each turn and, per version, the median consumes/s and
+server CPU per consume, and the median of the pairs' ratios B/A of both.
 
     python -m bench.ab /path/to/other/checkout/src   # A: that source tree; B: this one
     python -m bench.ab a/src b/src                   # two other trees
 
 ``BENCH_WORKLOAD=bulk`` posts on-hand bulk calls instead (as ``python -m bench.cost`` does);
-``BENCH_CLIENTS`` (32), ``BENCH_SECONDS`` (3 per turn), ``BENCH_PAIRS`` (6) and
+``BENCH_CLIENTS`` (32), ``BENCH_SECONDS`` (3 per turn), ``BENCH_PAIRS`` (8) and
 ``BENCH_WORKERS`` (2) change the defaults.
 """
 
@@ -22,7 +23,7 @@ import os
 import statistics
 import sys
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.cost import _cpu_seconds, _descendants, hot_product
@@ -33,11 +34,71 @@ from bench.workloads import BULK_EVENTS, Bench, hot_wrk, onhand_wrk
 @dataclass
 class _Side:
     name: str
-    server: Server
-    bench: Bench
-    product: str
-    rates: list[float]
-    cpu_us: list[float]
+    source: Path
+    rates: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    bulk: bool
+    clients: int
+    seconds: float
+    processes: int
+
+    @property
+    def events(self) -> int:
+        return BULK_EVENTS if self.bulk else 1
+
+
+def _turn(settings: _Settings, side: _Side, server: Server, bench: Bench, product: str) -> None:
+    """Load one version for one turn; record its rate and server CPU per operation."""
+    workers = _descendants(server.process.pid) or [server.process.pid]
+    before = _cpu_seconds(workers)
+    if settings.bulk:
+        run = onhand_wrk(
+            server.url,
+            bench.environment,
+            bench.token,
+            settings.events,
+            settings.clients,
+            settings.seconds,
+        )
+    else:
+        run = hot_wrk(
+            server.url, bench.environment, bench.token, product, settings.clients, settings.seconds
+        )
+    done = run.statuses.get("200", 0) * settings.events
+    side.rates.append(run.ops_per_s * settings.events)
+    side.cpu_us.append((_cpu_seconds(workers) - before) / max(done, 1) * 1e6)
+    print(  # noqa: T201
+        f"{side.name}: {side.rates[-1]:8,.0f}/s  {side.cpu_us[-1]:5.0f} µs server CPU",
+        flush=True,
+    )
+
+
+def _session(settings: _Settings, sides: list[_Side], pairs: int) -> None:
+    """Serve ``sides`` (started in that order) and load them in ``pairs`` pairs of turns."""
+    with ExitStack() as stack:
+        served = []
+        for side in sides:
+            database = stack.enter_context(postgresql_database(f"ab{side.name.lower()}"))
+            url = sqlalchemy_url(database)
+            cli(url, "db", "upgrade")
+            server = stack.enter_context(
+                ringfence_server(
+                    url,
+                    workers=settings.processes,
+                    extra_env={"PYTHONPATH": f"{side.source}:{ROOT}"},
+                )
+            )
+            bench, product = hot_product(database, server, settings.seconds, "ab")
+            served.append((side, server, bench, product))
+        for _, server, bench, product in served:  # a warm-up, not counted
+            hot_wrk(server.url, bench.environment, bench.token, product, settings.clients, 0.5)
+        for pair in range(pairs):
+            for turn in served if pair % 2 == 0 else served[::-1]:
+                _turn(settings, *turn)
 
 
 def main() -> None:
@@ -47,53 +108,21 @@ def main() -> None:
     if len(sources) == 1:
         sources.append(ROOT / "src")
     bulk = os.environ.get("BENCH_WORKLOAD", "hot") == "bulk"
-    clients = int(os.environ.get("BENCH_CLIENTS", "4" if bulk else "32"))
-    seconds = float(os.environ.get("BENCH_SECONDS", "3"))
-    pairs = int(os.environ.get("BENCH_PAIRS", "6"))
-    processes = int(os.environ.get("BENCH_WORKERS", "2"))
-    events = BULK_EVENTS if bulk else 1
-    sides: list[_Side] = []
-    with ExitStack() as stack:
-        for name, source in zip("AB", sources, strict=True):
-            database = stack.enter_context(postgresql_database(f"ab{name.lower()}"))
-            url = sqlalchemy_url(database)
-            cli(url, "db", "upgrade")
-            server = stack.enter_context(
-                ringfence_server(
-                    url, workers=processes, extra_env={"PYTHONPATH": f"{source}:{ROOT}"}
-                )
-            )
-            bench, product = hot_product(database, server, seconds, "ab")
-            sides.append(_Side(name, server, bench, product, [], []))
-
-        def turn(side: _Side, seconds: float) -> None:
-            bench, url = side.bench, side.server.url
-            workers = _descendants(side.server.process.pid) or [side.server.process.pid]
-            before = _cpu_seconds(workers)
-            if bulk:
-                run = onhand_wrk(url, bench.environment, bench.token, events, clients, seconds)
-            else:
-                run = hot_wrk(url, bench.environment, bench.token, side.product, clients, seconds)
-            done = run.statuses.get("200", 0) * events
-            if seconds < 1:
-                return  # a warm-up
-            side.rates.append(run.ops_per_s * events)
-            side.cpu_us.append((_cpu_seconds(workers) - before) / max(done, 1) * 1e6)
-            print(  # noqa: T201
-                f"{side.name}: {side.rates[-1]:8,.0f}/s  {side.cpu_us[-1]:5.0f} µs server CPU",
-                flush=True,
-            )
-
-        for side in sides:
-            turn(side, 0.5)
-        for pair in range(pairs):
-            order = sides if pair % 2 == 0 else sides[::-1]
-            for side in order:
-                turn(side, seconds)
-    a, b = sides
+    settings = _Settings(
+        bulk=bulk,
+        clients=int(os.environ.get("BENCH_CLIENTS", "4" if bulk else "32")),
+        seconds=float(os.environ.get("BENCH_SECONDS", "3")),
+        processes=int(os.environ.get("BENCH_WORKERS", "2")),
+    )
+    pairs = int(os.environ.get("BENCH_PAIRS", "8"))
+    a, b = _Side("A", sources[0]), _Side("B", sources[1])
+    # The server started second was the faster one when both served the same version (by
+    # about 6%): each version is started first for half the pairs and second for the other.
+    _session(settings, [a, b], (pairs + 1) // 2)
+    _session(settings, [b, a], pairs // 2)
     ratios = [rate_b / rate_a for rate_a, rate_b in zip(a.rates, b.rates, strict=True)]
     cpu = [cpu_b / cpu_a for cpu_a, cpu_b in zip(a.cpu_us, b.cpu_us, strict=True)]
-    for side in sides:
+    for side in (a, b):
         print(  # noqa: T201
             f"{side.name}: median {statistics.median(side.rates):,.0f}/s, "
             f"{statistics.median(side.cpu_us):.0f} µs server CPU per operation"

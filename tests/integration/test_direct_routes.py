@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -288,4 +289,53 @@ async def test_direct_calls_are_counted_by_route_template(
     assert (
         f'ringfence_http_requests_total{{method="POST",route="{template}",status="409"}} 3.0'
         in metrics
+    )
+
+
+def _first_match(routes: DirectRoutes, method: str, path: str) -> str | None:
+    """What trying every direct route in order finds (as Starlette would among them)."""
+    for direct in routes.routes:
+        if method in direct.methods and direct.path_params(path) is not None:
+            return direct.route.path
+    return None
+
+
+def test_a_request_finds_the_route_trying_every_route_in_order_would() -> None:
+    router = APIRouter(prefix="/api/environment/{environmentId}")
+
+    async def endpoint(environment_id: EnvironmentId, request: Request) -> Response:
+        raise AssertionError
+
+    async def named(environment_id: EnvironmentId, name: str, request: Request) -> Response:
+        raise AssertionError
+
+    for path in ("/a/{name}", "/b/c", "/a/x/{name}", "/d/{name}/c", "/b/{name}/e", "/e"):
+        router.add_api_route(path, named if "{" in path else endpoint, methods=["POST"])
+    router.add_api_route("/b/c", endpoint, methods=["GET"])
+    assert all(direct_route(route) is not None for route in router.routes)
+    served = [*api_routes(), *router.routes]
+    routes = DirectRoutes(
+        _unreachable, routes=served, exception_handlers={}, dependency_overrides={}
+    )
+    samples = {
+        route.path_format.replace("{environmentId}", "env").replace("{name}", "n")
+        for route in served
+        if isinstance(route, APIRoute)
+    } | {
+        f"/api/environment/env/{rest}"
+        # Open-ended routes serve paths ending in another route's literal segment.
+        for rest in ("a/c", "a/e", "a/x/c", "a/x/e", "d/e/c", "b/x/e", "nowhere", "c")
+    }
+    for method in ("GET", "POST", "PUT", "DELETE"):
+        for path in samples:
+            found = routes.find(method, path)
+            assert (found[0].route.path if found else None) == _first_match(routes, method, path), (
+                method,
+                path,
+            )
+    found = routes.find("POST", "/api/environment/env/d/n/c")
+    assert found is not None
+    assert (found[0].route.path, found[1]) == (
+        "/api/environment/{environmentId}/d/{name}/c",
+        {"environmentId": "env", "name": "n"},
     )

@@ -178,6 +178,22 @@ class DirectRoutes:
             and found.route.path.startswith(prefix)
             and _first_to_match(found.route, routes)
         ]
+        # The routes that could serve a request, by its method and its path's last segment
+        # (most templates end in a literal one): a request tries one or two patterns, not all.
+        self.candidates: dict[tuple[str, str], list[_Direct]] = {}
+        self.open_ended: dict[str, list[_Direct]] = {}
+        for direct in self.routes:
+            last = _last_segment(direct.route.path_format)
+            for method in direct.methods:
+                if "{" in last:
+                    self.open_ended.setdefault(method, []).append(direct)
+                    for (other, _), candidates in self.candidates.items():
+                        if other == method:
+                            candidates.append(direct)
+                else:
+                    self.candidates.setdefault(
+                        (method, last), list(self.open_ended.get(method, ()))
+                    ).append(direct)
         self.handlers = {
             kind: handler
             for kind, handler in exception_handlers.items()
@@ -188,14 +204,23 @@ class DirectRoutes:
         if scope["type"] == "http" and not scope.get("root_path") and not self.overrides:
             path: str = scope["path"]
             if path.startswith(self.prefix):
-                method = scope["method"]
-                for direct in self.routes:
-                    if method in direct.methods:
-                        values = direct.path_params(path)
-                        if values is not None:
-                            await self._call(direct, values, scope, receive, send)
-                            return
+                found = self.find(scope["method"], path)
+                if found is not None:
+                    await self._call(*found, scope, receive, send)
+                    return
         await self.app(scope, receive, send)
+
+    def find(self, method: str, path: str) -> tuple[_Direct, dict[str, str]] | None:
+        """The direct route that serves ``method`` at ``path``, and the path's parameters; or
+        None (FastAPI's to serve)."""
+        candidates = self.candidates.get((method, _last_segment(path)))
+        if candidates is None:
+            candidates = self.open_ended.get(method, [])
+        for direct in candidates:
+            values = direct.path_params(path)
+            if values is not None:
+                return direct, values
+        return None
 
     async def _call(
         self, direct: _Direct, values: dict[str, str], scope: Scope, receive: Receive, send: Send
@@ -233,6 +258,10 @@ class DirectRoutes:
             if kind in self.handlers:
                 return self.handlers[kind]
         return None
+
+
+def _last_segment(path: str) -> str:
+    return path[path.rfind("/") + 1 :]
 
 
 def _first_to_match(route: APIRoute, routes: Sequence[BaseRoute]) -> bool:

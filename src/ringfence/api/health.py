@@ -32,6 +32,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
             "ringfence_http_requests",
             "HTTP requests answered, by route template and status",
@@ -61,6 +62,22 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+
+    def _series(self, method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+        """The request counter's and the latency histogram's series for one answer's labels.
+
+        Looked up once per label set (the client's method is one of the few the HTTP parser
+        accepts, the route is a template, the status one of ours): the registry's own lookup
+        checks and locks at every call.
+        """
+        key = (method, route, status)
+        found = self._request_series.get(key)
+        if found is None:
+            found = self._request_series[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        return found
 
     def batch(self, timing: BatchTiming) -> None:
         """Record one committed batch (a :data:`~ringfence.services.ports.BatchObserver`)."""
@@ -94,9 +111,9 @@ class Metrics:
                 await app(scope, receive, send_status)
             finally:
                 route = getattr(scope.get("route"), "path", "unmatched")
-                method = scope["method"]
-                self.requests.labels(method, route, str(status)).inc()
-                self.latency.labels(method, route).observe(time.perf_counter() - started)
+                counted, timed = self._series(scope["method"], route, status)
+                counted.inc()
+                timed.observe(time.perf_counter() - started)
 
         return record
 

@@ -78,8 +78,7 @@ async def answer_single(
         )
         if by_partition:
             key = (*key, getattr(item, "organization_id", None), getattr(item, "product_id", None))
-        result = await coalescer.submit(key, item, service)
-        return single_response(replace(result, index=0), request)
+        return single_response(await coalescer.submit(key, item, service), request)
     results = await service(items)
     return single_response([*results, *refused][0], request)
 

@@ -25,7 +25,7 @@ class Role(StrEnum):
 
     @property
     def rank(self) -> int:
-        return list(Role).index(self)
+        return _RANKS[self]
 
     def includes(self, other: Role) -> bool:
         return self.rank >= other.rank
@@ -38,6 +38,10 @@ class Role(StrEnum):
             names = ", ".join(role.value for role in cls)
             message = f"unknown role {text!r}; roles: {names}"
             raise Invalid("invalid-role", message, (FieldIssue(("role",), message),)) from None
+
+
+_RANKS = {role: rank for rank, role in enumerate(Role)}
+"""Each role's place, least first: a role includes those before it."""
 
 
 @dataclass(frozen=True, slots=True)
