@@ -85,3 +85,40 @@ def test_the_hot_consume_workload_runs_and_counts_its_invariants(tmp_path: Path)
         in_flight = figures["clients"]
         assert 0 < figures["acknowledged"] <= figures["committed"]
         assert figures["committed"] <= figures["acknowledged"] + in_flight
+
+
+def test_two_versions_are_compared_in_alternating_turns() -> None:
+    """``python -m bench.ab``: both versions served at once, each started first for half of
+    the pairs, every turn's rate and CPU reported, and the pairs' ratios."""
+    require_postgresql()
+    require_tools()
+    env = {
+        **os.environ,
+        "BENCH_PAIRS": "2",
+        "BENCH_SECONDS": "1",
+        "BENCH_CLIENTS": "4",
+        "BENCH_WORKERS": "1",
+        "BENCH_POSTGRESQL": make_url(POSTGRESQL_ADMIN_URL)
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False),
+    }
+    source = str(ROOT / "src")
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.ab", source, source],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    turns = [line for line in lines if line.startswith(("A: ", "B: ")) and "median" not in line]
+    # A then B with A's server started first; B then A with B's.
+    assert [turn[0] for turn in turns] == ["A", "B", "B", "A"]
+    assert all("/s" in turn and "µs server CPU" in turn for turn in turns)
+    ratios = next(line for line in lines if line.startswith("B/A per pair"))
+    assert ratios.count(",") == 1  # two pairs
+    assert any(line.startswith("B/A server CPU per operation") for line in lines)
