@@ -30,28 +30,34 @@ def require_tools() -> None:
     pytest.skip(reason)
 
 
-def test_the_hot_consume_workload_runs_and_counts_its_invariants(tmp_path: Path) -> None:
-    require_postgresql()
-    require_tools()
-    env = {
-        **os.environ,
-        "BENCH_ONLY": "hot_consume,flash_sale",
-        "BENCH_SECONDS": "1",
-        "BENCH_ROUNDS": "1",
-        "BENCH_HOT_CLIENTS": "16",
-        "BENCH_RESULTS": str(tmp_path),
-        "BENCH_POSTGRESQL": make_url(POSTGRESQL_ADMIN_URL)
-        .set(drivername="postgresql")
-        .render_as_string(hide_password=False),
-    }
-
-    done = subprocess.run(
-        [sys.executable, "-m", "bench"],
+def _bench(module: str, *arguments: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> <arguments>`` with the ``BENCH_*`` ``settings``, on the tests'
+    PostgreSQL server."""
+    postgresql = make_url(POSTGRESQL_ADMIN_URL).set(drivername="postgresql")
+    return subprocess.run(
+        [sys.executable, "-m", module, *arguments],
         cwd=ROOT,
-        env=env,
+        env={
+            **os.environ,
+            "BENCH_POSTGRESQL": postgresql.render_as_string(hide_password=False),
+            **settings,
+        },
         capture_output=True,
         text=True,
         timeout=300,
+    )
+
+
+def test_the_hot_consume_workload_runs_and_counts_its_invariants(tmp_path: Path) -> None:
+    require_postgresql()
+    require_tools()
+    done = _bench(
+        "bench",
+        BENCH_ONLY="hot_consume,flash_sale",
+        BENCH_SECONDS="1",
+        BENCH_ROUNDS="1",
+        BENCH_HOT_CLIENTS="16",
+        BENCH_RESULTS=str(tmp_path),
     )
 
     assert done.returncode == 0, done.stdout + done.stderr
@@ -92,25 +98,16 @@ def test_two_versions_are_compared_in_alternating_turns() -> None:
     the pairs, every turn's rate and CPU reported, and the pairs' ratios."""
     require_postgresql()
     require_tools()
-    env = {
-        **os.environ,
-        "BENCH_PAIRS": "2",
-        "BENCH_SECONDS": "1",
-        "BENCH_CLIENTS": "4",
-        "BENCH_WORKERS": "1",
-        "BENCH_POSTGRESQL": make_url(POSTGRESQL_ADMIN_URL)
-        .set(drivername="postgresql")
-        .render_as_string(hide_password=False),
-    }
     source = str(ROOT / "src")
 
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.ab", source, source],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = _bench(
+        "bench.ab",
+        source,
+        source,
+        BENCH_PAIRS="2",
+        BENCH_SECONDS="1",
+        BENCH_CLIENTS="4",
+        BENCH_WORKERS="1",
     )
 
     assert done.returncode == 0, done.stdout + done.stderr
