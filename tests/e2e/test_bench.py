@@ -119,3 +119,14 @@ def test_two_versions_are_compared_in_alternating_turns() -> None:
     ratios = next(line for line in lines if line.startswith("B/A per pair"))
     assert ratios.count(",") == 1  # two pairs
     assert any(line.startswith("B/A server CPU per operation") for line in lines)
+
+
+def test_a_unit_of_work_is_measured_against_the_bare_driver() -> None:
+    require_postgresql()
+
+    done = _bench("bench.unit_of_work", BENCH_CYCLES="50")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["unit of work", "bare driver"] * 2
+    assert all(float(line.split(": ")[1].split()[0]) > 0 for line in lines), lines
