@@ -180,20 +180,20 @@ class DirectRoutes:
         ]
         # The routes that could serve a request, by its method and its path's last segment
         # (most templates end in a literal one): a request tries one or two patterns, not all.
-        self.candidates: dict[tuple[str, str], list[_Direct]] = {}
-        self.open_ended: dict[str, list[_Direct]] = {}
-        for direct in self.routes:
-            last = _last_segment(direct.route.path_format)
-            for method in direct.methods:
-                if "{" in last:
-                    self.open_ended.setdefault(method, []).append(direct)
-                    for (other, _), candidates in self.candidates.items():
-                        if other == method:
-                            candidates.append(direct)
-                else:
-                    self.candidates.setdefault(
-                        (method, last), list(self.open_ended.get(method, ()))
-                    ).append(direct)
+        # Each list keeps the routes' order, so the first that matches is Starlette's choice.
+        methods = {method for direct in self.routes for method in direct.methods}
+        ends = {end for direct in self.routes if (end := _end(direct)) is not None}
+        self.open_ended: dict[str, list[_Direct]] = {
+            method: [d for d in self.routes if method in d.methods and _end(d) is None]
+            for method in methods
+        }
+        self.candidates: dict[tuple[str, str], list[_Direct]] = {
+            (method, end): [
+                d for d in self.routes if method in d.methods and _end(d) in (end, None)
+            ]
+            for method in methods
+            for end in ends
+        }
         self.handlers = {
             kind: handler
             for kind, handler in exception_handlers.items()
@@ -262,6 +262,12 @@ class DirectRoutes:
 
 def _last_segment(path: str) -> str:
     return path[path.rfind("/") + 1 :]
+
+
+def _end(direct: _Direct) -> str | None:
+    """The literal last segment of the route's template; None if it ends in a parameter."""
+    last = _last_segment(direct.route.path_format)
+    return None if "{" in last else last
 
 
 def _first_to_match(route: APIRoute, routes: Sequence[BaseRoute]) -> bool:
