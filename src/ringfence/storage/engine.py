@@ -128,22 +128,23 @@ def open_database(url_text: str | URL, *, pool_size: int = 8) -> Database:
             reader=_sqlite_engine(url, write=False, pool_size=pool_size),
             writer=_sqlite_engine(url, write=True, pool_size=pool_size),
         )
+    # Every connection is in autocommit mode, set once when it is opened: reads need no
+    # transaction of their own (each statement sees committed data, and a read-only unit of
+    # work costs its statements' round trips, not BEGIN and ROLLBACK too), and writers begin
+    # their transactions themselves, with their first statement (see defer_begin): the driver
+    # would send BEGIN on its own and wait for its answer, a round trip of its own even in
+    # pipeline mode. Set on the engine rather than as an execution option of its connections,
+    # it is not set again and reset at every checkout (two calls into the driver each time).
     engine = create_async_engine(
         url,
         json_serializer=_json_dumps,
         json_deserializer=loads,
+        isolation_level="AUTOCOMMIT",
         pool_size=pool_size,
         # A few extra connections for bursts; more would be opened and closed again under load.
         max_overflow=max(pool_size // 4, 2),
         pool_recycle=1800,
     )
-    # Reads need no transaction of their own: each statement sees committed data, and a
-    # read-only unit of work costs its statements' round trips, not BEGIN and ROLLBACK too.
-    reader = engine.execution_options(isolation_level="AUTOCOMMIT")
-    # Writers begin their transactions themselves, with their first statement (see
-    # defer_begin): the driver would send BEGIN on its own and wait for its answer, a round
-    # trip of its own even in pipeline mode.
-    writer = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @event.listens_for(engine.sync_engine, "connect")
     def _configure(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
@@ -157,7 +158,7 @@ def open_database(url_text: str | URL, *, pool_size: int = 8) -> Database:
         if take_deferred_begin(connection.info):
             cursor.execute("BEGIN")
 
-    return Database(url, reader=reader, writer=writer, deferred_begin=True)
+    return Database(url, reader=engine, writer=engine, deferred_begin=True)
 
 
 _PAGE_COST = (
