@@ -4,22 +4,25 @@ hold until it ends, and nothing it wrote is seen before it commits or kept if it
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 
 import psycopg
 import pytest
 from sqlalchemy import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ringfence.domain.configuration import MeasureRef
 from ringfence.domain.dimensions import Dimensions
 from ringfence.domain.ledger import Needs
 from ringfence.domain.measures import MeasureKey, MeasureState
 from ringfence.domain.operations import OperationKind, PartitionKey
-from ringfence.services.ports import BatchReads, UnitOfWork, UnitOfWorkFactory
-from ringfence.storage.repositories import NativeStatement, in_one_round_trip
-from ringfence.storage.unit_of_work import SqlUnitOfWork
+from ringfence.services.ports import BatchReads, UnitOfWorkFactory
+from ringfence.storage.engine import DriverPool
+from ringfence.storage.repositories import NativeStatement, in_one_round_trip, partition_lock
+from ringfence.storage.unit_of_work import SqlUnitOfWorkFactory
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -128,9 +131,10 @@ async def test_a_unit_that_fails_keeps_nothing_and_its_connection_serves_the_nex
 NEW = PartitionKey("usmf", "new-product")
 
 
-def sql(work: UnitOfWork) -> SqlUnitOfWork:
-    assert isinstance(work, SqlUnitOfWork)
-    return work
+def driver_pool(uow: UnitOfWorkFactory) -> DriverPool:
+    assert isinstance(uow, SqlUnitOfWorkFactory)
+    assert uow.database.driver is not None
+    return uow.database.driver
 
 
 SAME_TRANSACTION = NativeStatement.of(
@@ -139,69 +143,54 @@ SAME_TRANSACTION = NativeStatement.of(
 )
 
 
-async def test_a_lock_and_a_statement_sent_alone_are_one_transaction(
-    uow: UnitOfWorkFactory, environment_id: str, other: psycopg.Connection
-) -> None:
-    """With nothing sent before, they go without BEGIN and COMMIT: the statement runs in the
-    transaction that inserted the lock's row, which is committed once the call returns."""
-    async with uow() as work:
-        connection = sql(work)._connection
-        lock = sql(work).partitions.lock_read(environment_id, [NEW])
-        (count,) = await in_one_round_trip(
-            connection, lock, SAME_TRANSACTION, {"environment_id": environment_id}
-        )
-        assert count == 1
-        assert not locked(other, environment_id)
+def new_rows(other: psycopg.Connection, environment_id: str) -> int:
     row = other.execute(
         "SELECT count(*) FROM partitions WHERE environment_id = %s AND product_id = %s",
         (environment_id, NEW.product_id),
     ).fetchone()
-    assert row == (1,)
+    assert row is not None
+    return int(row[0])
+
+
+async def test_a_lock_and_a_statement_sent_alone_are_one_transaction(
+    uow: UnitOfWorkFactory, environment_id: str, other: psycopg.Connection
+) -> None:
+    """They go without BEGIN and COMMIT: the statement runs in the transaction that inserted
+    the lock's row, which is committed once the call returns."""
+    async with driver_pool(uow).connection() as driver:
+        (count,) = await in_one_round_trip(
+            driver,
+            partition_lock(environment_id, [NEW]),
+            (SAME_TRANSACTION, {"environment_id": environment_id}),
+        )
+        assert count == 1
+        assert not locked(other, environment_id)
+    assert new_rows(other, environment_id) == 1
 
 
 async def test_a_statement_that_fails_takes_its_lock_with_it(
     uow: UnitOfWorkFactory, environment_id: str, other: psycopg.Connection
 ) -> None:
-    async def divide_by_zero_after_the_lock() -> None:  # the server's error
-        async with uow() as work:
-            lock = sql(work).partitions.lock_read(environment_id, [NEW])
+    pool = driver_pool(uow)
+    divide_by_zero_after_the_lock = NativeStatement.of(  # the server's error
+        "SELECT 1 / (count(*) - 1) FROM partitions WHERE environment_id = %(e)s "
+        "AND product_id = 'new-product'"
+    )
+    async with pool.connection() as driver:
+        with pytest.raises(psycopg.errors.DivisionByZero):
             await in_one_round_trip(
-                sql(work)._connection,
-                lock,
-                NativeStatement.of(
-                    "SELECT 1 / (count(*) - 1) FROM partitions WHERE environment_id = %(e)s "
-                    "AND product_id = 'new-product'"
-                ),
-                {"e": environment_id},
+                driver,
+                partition_lock(environment_id, [NEW]),
+                (divide_by_zero_after_the_lock, {"e": environment_id}),
             )
-
-    with pytest.raises(DBAPIError):
-        await divide_by_zero_after_the_lock()
-    row = other.execute(
-        "SELECT count(*) FROM partitions WHERE environment_id = %s AND product_id = %s",
-        (environment_id, NEW.product_id),
-    ).fetchone()
-    assert row == (0,)
-    async with uow() as work:  # the connection serves the next unit
-        await work.lock_and_read(reads(environment_id))
-        assert locked(other, environment_id)
-
-
-async def test_in_an_open_transaction_the_round_trip_commits_it(
-    uow: UnitOfWorkFactory, environment_id: str, other: psycopg.Connection
-) -> None:
-    async with uow() as work:
-        await work.onhand.save(environment_id, [(KEY, MeasureState(Decimal(3)))])  # BEGIN sent
-        lock = sql(work).partitions.lock_read(environment_id, [NEW])
+        assert new_rows(other, environment_id) == 0
+        # The connection serves the next transaction.
         (count,) = await in_one_round_trip(
-            sql(work)._connection,
-            lock,
-            SAME_TRANSACTION,
-            {"environment_id": environment_id},
+            driver,
+            partition_lock(environment_id, [NEW]),
+            (SAME_TRANSACTION, {"environment_id": environment_id}),
         )
         assert count == 1
-    assert stored(other, environment_id) == 1
-    assert not locked(other, environment_id)
 
 
 async def test_a_failure_on_this_side_mid_way_takes_the_lock_with_it(
@@ -209,21 +198,103 @@ async def test_a_failure_on_this_side_mid_way_takes_the_lock_with_it(
 ) -> None:
     """The lock is sent, then the statement cannot be (a value the driver cannot send, as a
     cancelled request would stop it): leaving the pipeline must not commit the lock alone."""
-
-    async def unsendable_after_the_lock() -> None:
-        async with uow() as work:
-            lock = sql(work).partitions.lock_read(environment_id, [NEW])
+    async with driver_pool(uow).connection() as driver:
+        with pytest.raises(psycopg.ProgrammingError, match="cannot adapt"):
             await in_one_round_trip(
-                sql(work)._connection,
-                lock,
-                NativeStatement.of("SELECT %(value)s"),
-                {"value": object()},
+                driver,
+                partition_lock(environment_id, [NEW]),
+                (NativeStatement.of("SELECT %(value)s"), {"value": object()}),
             )
+    assert new_rows(other, environment_id) == 0
 
-    with pytest.raises(DBAPIError, match="cannot adapt"):
-        await unsendable_after_the_lock()
-    row = other.execute(
-        "SELECT count(*) FROM partitions WHERE environment_id = %s AND product_id = %s",
-        (environment_id, NEW.product_id),
-    ).fetchone()
-    assert row == (0,)
+
+# -- the bare driver's pool ----------------------------------------------------------------
+
+
+def conninfo(database_url: str) -> str:
+    return make_url(database_url).set(drivername="postgresql").render_as_string(False)
+
+
+async def backend(driver: psycopg.AsyncConnection[object]) -> int:
+    cursor = await driver.execute("SELECT pg_backend_pid()")
+    row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])  # type: ignore[call-overload]
+
+
+async def test_the_pool_lends_its_idle_connections_again(database_url: str) -> None:
+    pool = DriverPool(conninfo(database_url), 2)
+    try:
+        async with pool.connection() as driver:
+            first = await backend(driver)
+            assert driver.autocommit
+        async with pool.connection() as driver:
+            assert await backend(driver) == first
+        assert pool.idle == 1
+    finally:
+        await pool.close()
+    assert pool.idle == 0
+
+
+async def test_a_connection_left_broken_or_in_a_transaction_is_not_lent_again(
+    database_url: str, other: psycopg.Connection
+) -> None:
+    pool = DriverPool(conninfo(database_url), 2)
+    try:
+        async with pool.connection() as driver:
+            first = await backend(driver)
+            await driver.execute("BEGIN")  # left open, as a cancelled call could leave it
+        assert pool.idle == 0
+        async with pool.connection() as driver:
+            second = await backend(driver)
+        assert second != first
+        other.execute("SELECT pg_terminate_backend(%s)", (second,))
+        async with pool.connection() as driver:  # the idle one found broken: a new one
+            with pytest.raises(psycopg.OperationalError):
+                await backend(driver)
+        async with pool.connection() as driver:
+            assert await backend(driver) not in (first, second)
+    finally:
+        await pool.close()
+
+
+async def test_no_more_than_its_size_are_lent_and_a_caller_waits_only_so_long(
+    database_url: str,
+) -> None:
+    pool = DriverPool(conninfo(database_url), 1, timeout=0.2)
+    try:
+        async with pool.connection():
+            with pytest.raises(PoolTimeout, match="no database connection free"):
+                async with pool.connection():
+                    pass
+        async with pool.connection() as driver:  # the slot is back
+            await backend(driver)
+    finally:
+        await pool.close()
+
+
+async def test_a_database_that_cannot_be_reached_fails_the_caller_at_once(
+    database_url: str,
+) -> None:
+    pool = DriverPool("postgresql://postgres@127.0.0.1:9/none?connect_timeout=5", 2)
+    started = time.monotonic()
+    with pytest.raises(psycopg.OperationalError):
+        async with pool.connection():
+            pass
+    assert time.monotonic() - started < 5
+    async with asyncio.timeout(1):  # no slot was kept by the failure
+        for _ in range(3):
+            with pytest.raises(psycopg.OperationalError):
+                async with pool.connection():
+                    pass
+    await pool.close()
+
+
+async def test_a_closed_pool_lends_nothing_and_closes_what_comes_back(database_url: str) -> None:
+    pool = DriverPool(conninfo(database_url), 2)
+    async with pool.connection() as driver:
+        await pool.close()
+    assert driver.closed
+    with pytest.raises(PoolTimeout, match="closed"):
+        async with pool.connection():
+            pass

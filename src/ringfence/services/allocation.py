@@ -53,7 +53,6 @@ from ringfence.services.ports import (
     ConsumeAtOnce,
     ConsumeGroup,
     ConsumeLine,
-    UnitOfWork,
     UnitOfWorkFactory,
 )
 from ringfence.services.tokens import revoked
@@ -217,7 +216,9 @@ MAX_GROUPS_AT_ONCE = 64
 """A batch of more groups goes the Python way (the statement's work grows with their square)."""
 
 
-async def _consume_at_once(work: UnitOfWork, batch: Prepared[Consume]) -> list[ItemResult] | None:
+async def _consume_at_once(
+    uow: UnitOfWorkFactory, batch: Prepared[Consume]
+) -> list[ItemResult] | None:
     """A batch of consumes with no soft reservation and no id twice, in groups of like ones
     (one quantity at one path and dimensions, the same measures) no two of which share a
     product and dimensions, decided by storage in one statement under the products' locks
@@ -266,7 +267,7 @@ async def _consume_at_once(work: UnitOfWork, batch: Prepared[Consume]) -> list[I
             )
         )
     configuration = batch.configuration
-    done = await work.consume_at_once(
+    done = await uow.consume_at_once(
         ConsumeAtOnce(
             environment_id=batch.environment_id,
             configuration=configuration.stamp,

@@ -47,7 +47,6 @@ from ringfence.services.ports import (
     BatchReads,
     BatchWrites,
     DuplicateOperation,
-    UnitOfWork,
     UnitOfWorkFactory,
 )
 from ringfence.services.tokens import confirm_token, revoked
@@ -56,7 +55,6 @@ __all__ = [
     "Applied",
     "AtOnce",
     "ConfigurationChanged",
-    "DecideInProcess",
     "Operation",
     "Prepared",
     "replay",
@@ -69,11 +67,6 @@ _ATTEMPTS = 3
 
 class ConfigurationChanged(Exception):
     """The configuration a batch assumed is no longer the environment's: decide it again."""
-
-
-class DecideInProcess(Exception):
-    """Storage applied nothing of a batch it was given to decide at once (an operation was
-    refused, which only the domain's rule answers): decide it in process instead."""
 
 
 class Operation(Protocol):
@@ -135,13 +128,11 @@ class Prepared(Generic[Op]):
     before anything is written; :func:`~ringfence.services.tokens.revoked` if it is."""
 
 
-AtOnce = Callable[[UnitOfWork, Prepared[Op]], Awaitable[list[ItemResult] | None]]
+AtOnce = Callable[[UnitOfWorkFactory, Prepared[Op]], Awaitable[list[ItemResult] | None]]
 """Decides a prepared batch another way than loading, applying and writing (one statement, for
-like consumes and for on-hand change events): its results, or None if it does not apply, having
-sent nothing to storage (the batch is then decided in process in the same unit of work, whose
-transaction must still be unopened or open, not ended). :class:`ConfigurationChanged` if
-the configuration is no longer the environment's; :class:`DecideInProcess` if it committed
-nothing but the batch must be decided in process, in a new unit of work."""
+like consumes and for on-hand change events, a transaction of its own): its results, or None
+if it does not apply or committed nothing (the batch is then decided in process, in a unit of
+work). :class:`ConfigurationChanged` if the configuration is no longer the environment's."""
 
 
 def _request_id(request: object) -> str | None:
@@ -168,9 +159,6 @@ async def run_mutations(
             return await _attempt(
                 uow, principal, environment_id, kind, requests, validate, apply, authorize, at_once
             )
-        except DecideInProcess:
-            at_once = None  # once: not an attempt lost to contention
-            continue
         except DuplicateOperation:
             # A concurrent call journaled one of these ids first: decide again, now seeing it.
             pass
@@ -195,29 +183,41 @@ async def _attempt(
     authorize: Callable[[Op], None] | None,
     at_once: AtOnce[Op] | None,
 ) -> list[ItemResult]:
+    assumed = last_loaded(environment_id)
+    if assumed is None:
+        async with uow(read_only=True) as work:
+            assumed = await load_configuration(work, environment_id)
+    configuration = assumed.configuration
+    prepared: list[Op | ItemResult] = []
+    # What each operation means (its record and fingerprint) does not depend on the stored
+    # state: worked out before the locks, which the batch then holds for less time.
+    meanings: dict[int, tuple[dict[str, object], str]] = {}
+    for index, request in enumerate(requests):
+        try:
+            # Scope first: a refusal must not tell what exists in another organization.
+            named = getattr(request, "organization_id", None)
+            if isinstance(named, str):
+                principal.require_organization(named)
+            operation = validate(configuration, request)
+            principal.require_organization(operation.partition.organization_id)
+            if authorize is not None:
+                authorize(operation)
+            record = operation.to_record()
+            meanings[index] = (record, fingerprint(operation.kind, record))
+            prepared.append(operation)
+        except RingfenceError as error:
+            prepared.append(ItemResult.refused(index, _request_id(request), error))
+    operations = [item for item in prepared if not isinstance(item, ItemResult)]
+    context = Context(principal.actor, datetime.now(UTC))
+    if operations and at_once is not None:
+        # A transaction of its own where storage can: no unit of work is opened for it.
+        token = None if principal.confirmed else principal.token_id
+        done = await at_once(
+            uow, Prepared(environment_id, assumed, prepared, meanings, context, token)
+        )
+        if done is not None:
+            return done
     async with uow() as work:
-        assumed = last_loaded(environment_id) or await load_configuration(work, environment_id)
-        configuration = assumed.configuration
-        prepared: list[Op | ItemResult] = []
-        # What each operation means (its record and fingerprint) does not depend on the stored
-        # state: worked out before the locks, which the batch then holds for less time.
-        meanings: dict[int, tuple[dict[str, object], str]] = {}
-        for index, request in enumerate(requests):
-            try:
-                # Scope first: a refusal must not tell what exists in another organization.
-                named = getattr(request, "organization_id", None)
-                if isinstance(named, str):
-                    principal.require_organization(named)
-                operation = validate(configuration, request)
-                principal.require_organization(operation.partition.organization_id)
-                if authorize is not None:
-                    authorize(operation)
-                record = operation.to_record()
-                meanings[index] = (record, fingerprint(operation.kind, record))
-                prepared.append(operation)
-            except RingfenceError as error:
-                prepared.append(ItemResult.refused(index, _request_id(request), error))
-        operations = [item for item in prepared if not isinstance(item, ItemResult)]
         if not operations:
             await confirm_token(work, principal)
             # Refused by the configuration alone: the one they were checked against must
@@ -225,14 +225,6 @@ async def _attempt(
             if not is_current(assumed, await work.configurations.current_stamp(environment_id)):
                 raise ConfigurationChanged
             return [item for item in prepared if isinstance(item, ItemResult)]
-        context = Context(principal.actor, datetime.now(UTC))
-        if at_once is not None:
-            token = None if principal.confirmed else principal.token_id
-            done = await at_once(
-                work, Prepared(environment_id, assumed, prepared, meanings, context, token)
-            )
-            if done is not None:
-                return done
 
         needs = Needs()
         for operation in operations:

@@ -31,13 +31,12 @@ from ringfence.services.configuration import load_configuration
 from ringfence.services.mutations import (
     Applied,
     ConfigurationChanged,
-    DecideInProcess,
     Prepared,
     replay,
     run_mutations,
     success_body,
 )
-from ringfence.services.ports import ChangeLine, ChangesAtOnce, UnitOfWork, UnitOfWorkFactory
+from ringfence.services.ports import ChangeLine, ChangesAtOnce, UnitOfWorkFactory
 from ringfence.services.tokens import revoked
 
 __all__ = [
@@ -89,7 +88,7 @@ async def post_onhand_changes(
 
 
 async def _changes_at_once(
-    work: UnitOfWork, batch: Prepared[OnHandChange]
+    uow: UnitOfWorkFactory, batch: Prepared[OnHandChange]
 ) -> list[ItemResult] | None:
     """Change events with no id twice, applied by storage in one statement under their
     products' locks (:class:`~ringfence.services.ports.ChangesAtOnce`); None where storage
@@ -120,7 +119,7 @@ async def _changes_at_once(
                     item.quantities,
                 )
             )
-    done = await work.changes_at_once(
+    done = await uow.changes_at_once(
         ChangesAtOnce(
             environment_id=batch.environment_id,
             configuration=batch.configuration.stamp,
@@ -137,7 +136,7 @@ async def _changes_at_once(
     if not done.current:
         raise ConfigurationChanged
     if not done.applied:
-        raise DecideInProcess
+        return None  # an event was refused, which only the domain's rule answers
     results: list[ItemResult] = []
     for index, item in enumerate(batch.items):
         if not isinstance(item, OnHandChange):

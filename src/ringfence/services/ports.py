@@ -361,17 +361,6 @@ class UnitOfWork(Protocol):
         if an entry's (kind, id) is already journaled: nothing is then kept."""
         ...
 
-    async def consume_at_once(self, batch: ConsumeAtOnce) -> ConsumedAtOnce | None:
-        """Decide and apply ``batch`` in one statement under its partition's lock, and commit:
-        one round trip. None, having done nothing, where storage cannot (then the batch is
-        decided as any other)."""
-        ...
-
-    async def changes_at_once(self, batch: ChangesAtOnce) -> ChangedAtOnce | None:
-        """Apply ``batch`` in one statement under its partitions' locks, and commit: one round
-        trip. None, having done nothing, where storage cannot."""
-        ...
-
     async def commit(self) -> None: ...
 
 
@@ -631,3 +620,14 @@ class UnitOfWorkFactory(Protocol):
     """
 
     def __call__(self, *, read_only: bool = False) -> AbstractAsyncContextManager[UnitOfWork]: ...
+
+    async def consume_at_once(self, batch: ConsumeAtOnce) -> ConsumedAtOnce | None:
+        """Decide and apply ``batch`` in one statement under its partition's lock, and commit:
+        one round trip, a transaction of its own (no unit of work around it). None, having
+        done nothing, where storage cannot (then the batch is decided as any other)."""
+        ...
+
+    async def changes_at_once(self, batch: ChangesAtOnce) -> ChangedAtOnce | None:
+        """Apply ``batch`` in one statement under its partitions' locks, and commit: one round
+        trip, a transaction of its own. None, having done nothing, where storage cannot."""
+        ...

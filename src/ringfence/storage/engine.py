@@ -6,17 +6,24 @@ connection per process, so writers queue instead of failing on a busy database; 
 processes wait for each other through ``busy_timeout``.
 PostgreSQL: psycopg 3, a small pool, autocommit for reads; writers run READ COMMITTED
 transactions whose BEGIN they send themselves, with their first statement (:func:`defer_begin`);
-partitions serialize on their row lock.
+partitions serialize on their row lock. Statements that are a transaction of their own (a batch
+decided at once) run on the bare driver, from a pool of its own (:class:`DriverPool`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from sqlalchemy import URL, event, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -24,6 +31,7 @@ from ringfence.jsoncodec import dumps, loads
 
 __all__ = [
     "Database",
+    "DriverPool",
     "async_url",
     "defer_begin",
     "open_database",
@@ -66,6 +74,9 @@ class Database:
     writer: AsyncEngine
     deferred_begin: bool = False
     """Whether writers send their own BEGIN (:func:`defer_begin`): PostgreSQL."""
+    driver: DriverPool | None = None
+    """Connections on the bare driver for statements that are a transaction of their own
+    (PostgreSQL)."""
 
     @property
     def dialect(self) -> str:
@@ -75,6 +86,8 @@ class Database:
         await self.writer.dispose()
         if self.reader.pool is not self.writer.pool:
             await self.reader.dispose()
+        if self.driver is not None:
+            await self.driver.close()
 
     async def schema_revision(self) -> str | None:
         """The Alembic revision of the schema (None without one); fails if unreachable."""
@@ -158,7 +171,97 @@ def open_database(url_text: str | URL, *, pool_size: int = 8) -> Database:
         if take_deferred_begin(connection.info):
             cursor.execute("BEGIN")
 
-    return Database(url, reader=engine, writer=engine, deferred_begin=True)
+    driver = DriverPool(
+        url.set(drivername="postgresql").render_as_string(hide_password=False), pool_size
+    )
+    return Database(url, reader=engine, writer=engine, deferred_begin=True, driver=driver)
+
+
+class DriverPool:
+    """PostgreSQL connections on the bare driver (psycopg, autocommit mode), for statements
+    that are a transaction of their own: a batch decided at once is one round trip, and a unit
+    of work of the engine around it costs several times the CPU of the round trip itself
+    (``python -m bench.unit_of_work``).
+
+    At most ``size`` connections are lent at once; a caller waits for one up to ``timeout``
+    seconds (then :class:`sqlalchemy.exc.TimeoutError`, as the engine's pool raises). Idle
+    connections are kept and lent again, the most recently used first; one that is broken, in
+    a transaction or older than ``recycle`` seconds is closed instead. A connection that cannot
+    be opened fails its caller at once (psycopg's error), as the engine's pool does, so that a
+    database that is down answers 503 without delay; psycopg_pool would make callers wait
+    while it reconnects in the background.
+    """
+
+    def __init__(
+        self, conninfo: str, size: int, *, timeout: float = 30.0, recycle: float = 1800.0
+    ) -> None:
+        self._conninfo = conninfo
+        self._slots = asyncio.Semaphore(size)
+        self._timeout = timeout
+        self._recycle = recycle
+        self._idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []
+        self._closed = False
+
+    @property
+    def idle(self) -> int:
+        """How many connections wait to be lent."""
+        return len(self._idle)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A connection, given back (or closed) on the way out."""
+        if self._closed:
+            raise PoolTimeout("the database's connections are closed")
+        if self._slots.locked():
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise PoolTimeout(
+                    f"no database connection free after {self._timeout:g} s"
+                ) from None
+        else:
+            await self._slots.acquire()
+        try:
+            connection, opened = await self._take()
+            try:
+                yield connection
+            finally:
+                await self._give_back(connection, opened)
+        finally:
+            self._slots.release()
+
+    async def _take(self) -> tuple[psycopg.AsyncConnection[Any], float]:
+        now = time.monotonic()
+        while self._idle:
+            connection, opened = self._idle.pop()
+            if not connection.broken and now - opened < self._recycle:
+                return connection, opened
+            await connection.close()
+        connection = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        try:
+            await connection.execute(_PAGE_COST)
+        except BaseException:
+            await connection.close()
+            raise
+        return connection, now
+
+    async def _give_back(self, connection: psycopg.AsyncConnection[Any], opened: float) -> None:
+        if (
+            self._closed
+            or connection.broken
+            or connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        ):
+            await connection.close()
+        else:
+            self._idle.append((connection, opened))
+
+    async def close(self) -> None:
+        """Close the idle connections; those lent are closed when given back."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection, _ in idle:
+            await connection.close()
 
 
 _PAGE_COST = (

@@ -448,12 +448,6 @@ class MemoryUnitOfWork:
     async def write_and_commit(self, writes: BatchWrites) -> None:
         await write_and_commit_in_turn(self, writes)
 
-    async def consume_at_once(self, batch: ConsumeAtOnce) -> ConsumedAtOnce | None:
-        return None  # decided like any other batch
-
-    async def changes_at_once(self, batch: ChangesAtOnce) -> ChangedAtOnce | None:
-        return None
-
     async def commit(self) -> None:
         self.committed = True
 
@@ -473,3 +467,9 @@ class MemoryUnitOfWorkFactory:
             yield work
             if work.committed:
                 self.state = work.state
+
+    async def consume_at_once(self, batch: ConsumeAtOnce) -> ConsumedAtOnce | None:
+        return None  # decided like any other batch
+
+    async def changes_at_once(self, batch: ChangesAtOnce) -> ChangedAtOnce | None:
+        return None

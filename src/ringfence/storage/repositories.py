@@ -141,22 +141,31 @@ def _compiled(statement: Any, dialect: Any) -> Any:
     return statement.compile(dialect=dialect)
 
 
+@contextmanager
+def driver_errors(driver: psycopg.AsyncConnection[Any] | None = None) -> Iterator[None]:
+    """The driver's errors raised as SQLAlchemy raises those of its statements, so that a lost
+    database answers 503 and a duplicate key is an ``IntegrityError``."""
+    try:
+        yield
+    except psycopg.Error as error:
+        broken = driver is None or driver.broken
+        raise DBAPIError.instance(
+            "pipeline", None, error, psycopg.Error, connection_invalidated=broken
+        ) from error
+
+
 @asynccontextmanager
 async def _driver(
     connection: AsyncConnection,
 ) -> AsyncIterator[tuple[psycopg.AsyncConnection[Any], list[psycopg.AsyncCursor[Any]]]]:
-    """The connection's driver, and a list for the cursors opened on it (closed on the way out).
-    The driver's errors are raised as SQLAlchemy raises those of its statements, so that a lost
-    database answers 503 and a duplicate key is an ``IntegrityError``."""
+    """The connection's driver, and a list for the cursors opened on it (closed on the way out),
+    its errors raised as SQLAlchemy's (:func:`driver_errors`)."""
     raw = await connection.get_raw_connection()
     driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
     cursors: list[psycopg.AsyncCursor[Any]] = []
     try:
-        yield driver, cursors
-    except psycopg.Error as error:
-        raise DBAPIError.instance(
-            "pipeline", None, error, psycopg.Error, connection_invalidated=driver.broken
-        ) from error
+        with driver_errors(driver):
+            yield driver, cursors
     finally:
         for cursor in cursors:
             await cursor.close()
@@ -497,9 +506,10 @@ def _batch_parameters(batch: ConsumeAtOnce | ChangesAtOnce) -> dict[str, Any]:
 
 
 async def consumed_at_once(
-    connection: AsyncConnection, batch: ConsumeAtOnce, lock: _Read[None]
+    driver: psycopg.AsyncConnection[Any], batch: ConsumeAtOnce
 ) -> ConsumedAtOnce:
-    """Take ``lock``, decide and write ``batch``, and commit: one round trip.
+    """Take the batch's partitions' locks, decide and write ``batch``, and commit: one round
+    trip, on ``driver`` (in autocommit mode, nothing else sent: :func:`in_one_round_trip`).
 
     The statement reads each group's allocated quantity, its measures' values and the lines'
     journal entries after the locks are granted (each statement of a transaction at READ
@@ -559,7 +569,9 @@ async def consumed_at_once(
         **_batch_parameters(batch),
     }
     current, authorized, outcomes, known = await in_one_round_trip(
-        connection, lock, _CONSUMED_AT_ONCE, parameters
+        driver,
+        partition_lock(environment, batch.partitions),
+        (_CONSUMED_AT_ONCE, parameters),
     )
     return ConsumedAtOnce(
         current=bool(current),
@@ -577,42 +589,38 @@ async def consumed_at_once(
 
 
 async def in_one_round_trip(
-    connection: AsyncConnection,
-    lock: _Read[None],
-    sql: NativeStatement,
-    parameters: Mapping[str, Any],
+    driver: psycopg.AsyncConnection[Any],
+    *statements: tuple[NativeStatement, Mapping[str, Any]],
 ) -> Any:
-    """Send ``lock`` and one statement in one pipeline, as one transaction; the statement's
-    one row, once the server committed.
+    """Send ``statements`` in one pipeline, as one transaction; the last one's row, once the
+    server committed.
 
-    When the unit of work has sent nothing yet, the two go without BEGIN and COMMIT: on an
-    autocommit connection, the statements a pipeline sends before its synchronization point
-    (which leaving the pipeline sends) are one transaction, committed there, each statement
-    still seeing what was committed before it started (the lock's waits included). Two
-    statements fewer for the driver to queue and the server to run, in every hot batch.
-    Otherwise (a transaction already open) COMMIT goes with them.
+    ``driver`` is in autocommit mode with no transaction open, and the statements go without
+    BEGIN and COMMIT: the statements a pipeline sends before its synchronization point (which
+    leaving the pipeline sends) are one transaction, committed there, each statement still
+    seeing what was committed before it started (a lock's waits included). Two statements
+    fewer for the driver to queue and the server to run, in every hot batch.
     """
-    opened = not take_deferred_begin(connection.sync_connection.info)  # type: ignore[union-attr]
-    async with _driver(connection) as (driver, cursors):
+    cursors: list[psycopg.AsyncRawCursor[Any]] = []
+    try:
         async with driver.pipeline():
             try:
-                for statement, values in lock.statements:
-                    await _queued(connection, driver, cursors, statement, values)
-                decided = psycopg.AsyncRawCursor(driver)
-                cursors.append(decided)
-                await decided.execute(sql.sql, sql.values(parameters))
+                for statement, parameters in statements:
+                    cursor = psycopg.AsyncRawCursor(driver)
+                    cursors.append(cursor)
+                    await cursor.execute(statement.sql, statement.values(parameters))
             except BaseException as error:
                 # Leaving the pipeline sends its synchronization point, which would commit
                 # what was sent before a failure on this side (a cancelled request, a value
                 # the driver cannot send): roll it back first. The server's own errors have
                 # aborted the transaction already.
-                if not opened and getattr(error, "sqlstate", None) is None:
+                if getattr(error, "sqlstate", None) is None:
                     await driver.cursor().execute("ROLLBACK")
                 raise
-            if opened:
-                await driver.commit()
-        row = await decided.fetchone()
-    await connection.commit()
+        row = await cursors[-1].fetchone()
+    finally:
+        for cursor in cursors:
+            await cursor.close()
     assert row is not None
     return row
 
@@ -707,9 +715,10 @@ statement (PostgreSQL), after its partitions' locks: see :func:`changed_at_once`
 
 
 async def changed_at_once(
-    connection: AsyncConnection, batch: ChangesAtOnce, lock: _Read[None]
+    driver: psycopg.AsyncConnection[Any], batch: ChangesAtOnce
 ) -> ChangedAtOnce:
-    """Take ``lock``, apply ``batch`` and commit: one round trip.
+    """Take the batch's partitions' locks, apply ``batch`` and commit: one round trip, on
+    ``driver`` (in autocommit mode, nothing else sent: :func:`in_one_round_trip`).
 
     The statement reads the lines' journal entries and the measures' values after the locks
     are granted, computes every measure's value after each event (a running sum per measure,
@@ -759,7 +768,9 @@ async def changed_at_once(
         **_batch_parameters(batch),
     }
     current, authorized, applied, known = await in_one_round_trip(
-        connection, lock, _CHANGED_AT_ONCE, parameters
+        driver,
+        partition_lock(environment, batch.partitions),
+        (_CHANGED_AT_ONCE, parameters),
     )
     return ChangedAtOnce(
         current=bool(current),
@@ -914,6 +925,28 @@ def _partition_lock(dialect: str) -> Any:
         .from_select(["environment_id", "organization_id", "product_id", "version"], rows)
         .on_conflict_do_update(index_elements=key, set_=bump)
     )
+
+
+def _lock_parameters(environment_id: str, partitions_: Sequence[PartitionKey]) -> dict[str, Any]:
+    pairs = [(key.organization_id, key.product_id) for key in partitions_]
+    return {"environment_id": environment_id, "partitions": orjson.dumps(pairs).decode()}
+
+
+@functools.cache
+def _native_partition_lock() -> tuple[NativeStatement, dict[str, Any]]:
+    dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
+    compiled = _partition_lock("postgresql").compile(dialect=dialect)
+    constants = compiled.construct_params(_lock_parameters("", []))
+    return NativeStatement.of(compiled.string), constants
+
+
+def partition_lock(
+    environment_id: str, partitions_: Sequence[PartitionKey]
+) -> tuple[NativeStatement, dict[str, Any]]:
+    """The partitions' locks (:func:`_partition_lock`) as a statement for the bare driver
+    (PostgreSQL), with its parameters."""
+    statement, constants = _native_partition_lock()
+    return statement, {**constants, **_lock_parameters(environment_id, partitions_)}
 
 
 @functools.cache
@@ -1195,12 +1228,7 @@ class SqlPartitionRepository(_Repository):
     def lock_read(self, environment_id: str, partitions_: Sequence[PartitionKey]) -> _Read[None]:
         statement = _partition_lock(self._connection.dialect.name)
         if self._connection.dialect.name == "postgresql":
-            pairs = [(key.organization_id, key.product_id) for key in partitions_]
-            parameters = {
-                "environment_id": environment_id,
-                "partitions": orjson.dumps(pairs).decode(),
-            }
-            return _Read(((statement, parameters),), _nothing)
+            return _Read(((statement, _lock_parameters(environment_id, partitions_)),), _nothing)
         return _Read(
             tuple(
                 (

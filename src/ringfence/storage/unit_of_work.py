@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -39,6 +41,7 @@ from ringfence.storage.repositories import (
     SqlTokenRepository,
     changed_at_once,
     consumed_at_once,
+    driver_errors,
     journal_keys,
     pipelined,
     written,
@@ -48,18 +51,13 @@ __all__ = ["SqlUnitOfWork", "SqlUnitOfWorkFactory"]
 
 RETRY_AFTER_SECONDS = 2
 
+T = TypeVar("T")
+
 
 class SqlUnitOfWork:
-    def __init__(
-        self,
-        connection: AsyncConnection,
-        observer: BatchObserver | None = None,
-        *,
-        at_once: bool = True,
-    ) -> None:
+    def __init__(self, connection: AsyncConnection, observer: BatchObserver | None = None) -> None:
         self._connection = connection
         self._observer = observer
-        self._at_once = at_once
         self._batch: tuple[BatchReads, float, float] | None = None
         """The batch read last: its reads, when they were sent and when they were answered."""
         self.environments = SqlEnvironmentRepository(connection)
@@ -135,54 +133,6 @@ class SqlUnitOfWork:
             authorized=reads.token_id is None or token_valid(confirmed[0], reads.token_id),
         )
 
-    async def consume_at_once(self, batch: ConsumeAtOnce) -> ConsumedAtOnce | None:
-        """On PostgreSQL (unless switched off), the partition's lock, the statement of
-        :func:`~ringfence.storage.repositories.consumed_at_once` and COMMIT in one round trip."""
-        if not self._in_one_statement():
-            return None
-        started = time.perf_counter()
-        with journal_keys():
-            done = await consumed_at_once(
-                self._connection,
-                batch,
-                self.partitions.lock_read(batch.environment_id, batch.partitions),
-            )
-        lines = sum(len(group.lines) for group in batch.groups)
-        self._observe_one_statement(OperationKind.CONSUME, lines, started)
-        return done
-
-    async def changes_at_once(self, batch: ChangesAtOnce) -> ChangedAtOnce | None:
-        """On PostgreSQL (unless switched off), the partitions' locks, the statement of
-        :func:`~ringfence.storage.repositories.changed_at_once` and COMMIT in one round trip."""
-        if not self._in_one_statement():
-            return None
-        started = time.perf_counter()
-        with journal_keys():
-            done = await changed_at_once(
-                self._connection,
-                batch,
-                self.partitions.lock_read(batch.environment_id, batch.partitions),
-            )
-        if done.applied:
-            self._observe_one_statement(OperationKind.ONHAND_CHANGE, len(batch.lines), started)
-        return done
-
-    def _in_one_statement(self) -> bool:
-        return self._at_once and self._connection.dialect.name == "postgresql"
-
-    def _observe_one_statement(self, kind: OperationKind, operations: int, started: float) -> None:
-        if self._observer is not None:
-            self._observer(
-                BatchTiming(
-                    kind=kind,
-                    operations=operations,
-                    lock_and_read=0.0,
-                    decide=0.0,
-                    write_and_commit=time.perf_counter() - started,
-                    in_one_statement=True,
-                )
-            )
-
     async def write_and_commit(self, writes: BatchWrites) -> None:
         """On PostgreSQL, one round trip: the upserts, the journal's rows and COMMIT. Then the
         observer, if any, is told how long the batch took in each step."""
@@ -239,24 +189,78 @@ class SqlUnitOfWorkFactory:
     async def __call__(self, *, read_only: bool = False) -> AsyncIterator[UnitOfWork]:
         engine = self.database.reader if read_only else self.database.writer
         deferred = self.database.deferred_begin and not read_only
-        try:
+        with _unavailable_as_503():
             async with engine.connect() as connection:
                 await connection.begin()
                 if not deferred:
-                    yield SqlUnitOfWork(connection, self.observer, at_once=self.at_once)
+                    yield SqlUnitOfWork(connection, self.observer)
                     return
                 info = connection.sync_connection.info  # type: ignore[union-attr]
                 defer_begin(info)
                 try:
-                    yield SqlUnitOfWork(connection, self.observer, at_once=self.at_once)
+                    yield SqlUnitOfWork(connection, self.observer)
                 finally:
                     defer_begin(info, False)
-        except (DBAPIError, PoolTimeout) as error:
-            if isinstance(error, DBAPIError) and not _unavailable(error):
-                raise
-            raise Unavailable(
-                "database-unavailable",
-                "the database cannot serve right now; retry shortly with the same id "
-                "(an operation that was applied is never applied twice)",
-                extra={"retryAfter": RETRY_AFTER_SECONDS},
-            ) from error
+
+    async def consume_at_once(self, batch: ConsumeAtOnce) -> ConsumedAtOnce | None:
+        """On PostgreSQL (unless switched off), the partition's lock, the statement of
+        :func:`~ringfence.storage.repositories.consumed_at_once` and COMMIT in one round trip."""
+        started = time.perf_counter()
+        done = await self._on_the_driver(lambda driver: consumed_at_once(driver, batch))
+        if done is not None:
+            lines = sum(len(group.lines) for group in batch.groups)
+            self._observe_one_statement(OperationKind.CONSUME, lines, started)
+        return done
+
+    async def changes_at_once(self, batch: ChangesAtOnce) -> ChangedAtOnce | None:
+        """On PostgreSQL (unless switched off), the partitions' locks, the statement of
+        :func:`~ringfence.storage.repositories.changed_at_once` and COMMIT in one round trip."""
+        started = time.perf_counter()
+        done = await self._on_the_driver(lambda driver: changed_at_once(driver, batch))
+        if done is not None and done.applied:
+            self._observe_one_statement(OperationKind.ONHAND_CHANGE, len(batch.lines), started)
+        return done
+
+    async def _on_the_driver(
+        self, decide: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]
+    ) -> T | None:
+        """``decide`` on a connection of the bare driver
+        (:class:`~ringfence.storage.engine.DriverPool`): a batch decided at once is a
+        transaction of its own, and needs no unit of work around it. None where it is not
+        done (SQLite, or switched off)."""
+        if not self.at_once or self.database.driver is None:
+            return None
+        with _unavailable_as_503(), journal_keys(), driver_errors():  # the latter: connecting
+            async with self.database.driver.connection() as driver:
+                with driver_errors(driver):
+                    return await decide(driver)
+
+    def _observe_one_statement(self, kind: OperationKind, operations: int, started: float) -> None:
+        if self.observer is not None:
+            self.observer(
+                BatchTiming(
+                    kind=kind,
+                    operations=operations,
+                    lock_and_read=0.0,
+                    decide=0.0,
+                    write_and_commit=time.perf_counter() - started,
+                    in_one_statement=True,
+                )
+            )
+
+
+@contextmanager
+def _unavailable_as_503() -> Iterator[None]:
+    """A database that cannot be reached (or a pool with no connection free in time) raised as
+    :class:`Unavailable`."""
+    try:
+        yield
+    except (DBAPIError, PoolTimeout) as error:
+        if isinstance(error, DBAPIError) and not _unavailable(error):
+            raise
+        raise Unavailable(
+            "database-unavailable",
+            "the database cannot serve right now; retry shortly with the same id "
+            "(an operation that was applied is never applied twice)",
+            extra={"retryAfter": RETRY_AFTER_SECONDS},
+        ) from error
