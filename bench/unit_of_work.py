@@ -1,11 +1,12 @@
 """What a unit of work costs around one statement: ``python -m bench.unit_of_work``.
 
-A batch decided at once is one unit of work around one round trip: a connection from the
-engine's pool, the driver's connection under it, the statement, the commit, the connection
-given back. This runs that cycle with a trivial statement (``BENCH_CYCLES`` times, default
-3,000, after a warm-up), and the same statement on a bare psycopg connection, in turns, and
-prints the CPU time of this process per cycle for each: the unit of work's own cost, the part
-of a batch's cost that is neither the statement nor the server's.
+A unit of work around one round trip is a connection from the engine's pool, the driver's
+connection under it, the statement, the commit, the connection given back. This runs that cycle
+with a trivial statement (``BENCH_CYCLES`` times, default 3,000, after a warm-up); the same
+statement on a connection lent by the driver's own pool
+(:class:`~ringfence.storage.engine.DriverPool`, how a batch decided at once is sent); and on a
+bare psycopg connection; in turns, and prints the CPU time of this process per cycle for each:
+what each way costs besides the statement and the server's work.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from bench.harness import postgresql_database, sqlalchemy_url
 from ringfence.bootstrap import build
 from ringfence.settings import Settings
 from ringfence.storage.repositories import NativeStatement, _driver
-from ringfence.storage.unit_of_work import SqlUnitOfWork
+from ringfence.storage.unit_of_work import SqlUnitOfWork, SqlUnitOfWorkFactory
 
 STATEMENT = NativeStatement.of("SELECT %(n)s::int")
 
@@ -43,6 +44,8 @@ async def _send(driver: psycopg.AsyncConnection[object], number: int) -> None:
 
 async def main(database: str, cycles: int) -> None:
     uow = build(Settings(database_url=sqlalchemy_url(database))).uow
+    assert isinstance(uow, SqlUnitOfWorkFactory)
+    pool = uow.database.driver
     bare = await psycopg.AsyncConnection.connect(database, autocommit=True)
 
     async def in_a_unit_of_work(number: int) -> None:
@@ -53,17 +56,24 @@ async def main(database: str, cycles: int) -> None:
                 await _send(driver, number)
             await connection.commit()
 
+    async def from_the_driver_pool(number: int) -> None:
+        assert pool is not None
+        async with pool.connection() as driver:
+            await _send(driver, number)
+
     async def on_the_driver(number: int) -> None:
         await _send(bare, number)
 
+    cycles_by_name = {
+        "unit of work": in_a_unit_of_work,
+        "driver pool": from_the_driver_pool,
+        "bare driver": on_the_driver,
+    }
     try:
-        for cycle in (in_a_unit_of_work, on_the_driver):
-            await _run(cycle, cycles // 10)  # warm-up: pool, prepared statements
+        for cycle in cycles_by_name.values():
+            await _run(cycle, cycles // 10)  # warm-up: pools, prepared statements
         for _ in range(2):
-            for name, cycle in (
-                ("unit of work", in_a_unit_of_work),
-                ("bare driver", on_the_driver),
-            ):
+            for name, cycle in cycles_by_name.items():
                 print(f"{name}: {await _run(cycle, cycles):.0f} µs of CPU per cycle")  # noqa: T201
     finally:
         await bare.close()

@@ -128,5 +128,9 @@ def test_a_unit_of_work_is_measured_against_the_bare_driver() -> None:
 
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["unit of work", "bare driver"] * 2
+    assert [line.split(":")[0] for line in lines] == [
+        "unit of work",
+        "driver pool",
+        "bare driver",
+    ] * 2
     assert all(float(line.split(": ")[1].split()[0]) > 0 for line in lines), lines
