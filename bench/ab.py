@@ -84,13 +84,10 @@ def _session(settings: _Settings, sides: list[_Side], pairs: int) -> None:
         for side in sides:
             database = stack.enter_context(postgresql_database(f"ab{side.name.lower()}"))
             url = sqlalchemy_url(database)
-            cli(url, "db", "upgrade")
+            version = {"PYTHONPATH": f"{side.source}:{ROOT}"}
+            cli(url, "db", "upgrade", extra_env=version)  # the side's own migrations
             server = stack.enter_context(
-                ringfence_server(
-                    url,
-                    workers=settings.processes,
-                    extra_env={"PYTHONPATH": f"{side.source}:{ROOT}"},
-                )
+                ringfence_server(url, workers=settings.processes, extra_env=version)
             )
             bench, product = hot_product(database, server, settings.seconds, "ab")
             served.append((side, server, bench, product))

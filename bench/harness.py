@@ -159,11 +159,17 @@ def sqlalchemy_url(database_url: str) -> str:
     return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
-def cli(database_url: str, *args: str) -> str:
-    """Run a ``ringfence`` command; its standard output."""
+def cli(database_url: str, *args: str, extra_env: dict[str, str] | None = None) -> str:
+    """Run a ``ringfence`` command (``extra_env`` added to its environment); its standard
+    output."""
     done = subprocess.run(
         [RINGFENCE, *args],
-        env={**os.environ, "RINGFENCE_DATABASE_URL": database_url, "NO_COLOR": "1"},
+        env={
+            **os.environ,
+            "RINGFENCE_DATABASE_URL": database_url,
+            "NO_COLOR": "1",
+            **(extra_env or {}),
+        },
         capture_output=True,
         text=True,
     )
