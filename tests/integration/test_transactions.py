@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 import pytest
@@ -215,11 +216,11 @@ def conninfo(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(False)
 
 
-async def backend(driver: psycopg.AsyncConnection[object]) -> int:
+async def backend(driver: psycopg.AsyncConnection[Any]) -> int:
     cursor = await driver.execute("SELECT pg_backend_pid()")
     row = await cursor.fetchone()
     assert row is not None
-    return int(row[0])  # type: ignore[call-overload]
+    return int(row[0])
 
 
 async def test_the_pool_lends_its_idle_connections_again(database_url: str) -> None:
