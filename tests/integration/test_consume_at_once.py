@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
-from sqlalchemy import make_url
+from sqlalchemy import event, make_url
 
 from ringfence.bootstrap import Container, build
 from ringfence.domain.access import Principal
@@ -417,3 +417,29 @@ async def test_one_id_sent_at_once_to_two_products_by_two_servers_is_applied_onc
     assert entries == distinct == 30
     assert consumed / UNITS == 30
     assert invariants.check(postgresql_url, environment).violations == []
+
+
+@pytest.mark.parametrize(("at_once", "checkouts"), [(True, 0), (False, 1)])
+async def test_a_batch_decided_at_once_takes_no_connection_of_the_engines_pool(
+    postgresql_url: str, at_once: bool, checkouts: int
+) -> None:
+    """It is a transaction of its own, sent on a connection of the driver's pool: no unit of
+    work is opened around it (its configuration cached by the batches before). A batch decided
+    in process opens one."""
+    container = build(Settings(database_url=postgresql_url, pool_size=2, at_once=at_once))
+    environment = f"pool-{secrets.token_hex(4)}"
+    taken: list[object] = []
+    try:
+        await prepare(container, environment, "4", edge=False)
+        engine = container.database.writer.sync_engine
+        event.listen(engine, "checkout", lambda *_: taken.append(None))
+        results = await consume(
+            container.uow,
+            Principal.operator(environment),
+            environment,
+            [request((name, "P", "vip", "1", "sold"), "0") for name in ("a", "b")],
+        )
+    finally:
+        await container.close()
+    assert [result.error for result in results] == [None, None]
+    assert len(taken) == checkouts
