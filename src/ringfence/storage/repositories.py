@@ -144,11 +144,13 @@ def _compiled(statement: Any, dialect: Any) -> Any:
 @contextmanager
 def driver_errors(driver: psycopg.AsyncConnection[Any] | None = None) -> Iterator[None]:
     """The driver's errors raised as SQLAlchemy raises those of its statements, so that a lost
-    database answers 503 and a duplicate key is an ``IntegrityError``."""
+    database answers 503 and a duplicate key is an ``IntegrityError``; ``driver``, if given,
+    tells whether an error left its connection broken (a failure to connect is an
+    ``OperationalError`` already)."""
     try:
         yield
     except psycopg.Error as error:
-        broken = driver is None or driver.broken
+        broken = driver is not None and driver.broken
         raise DBAPIError.instance(
             "pipeline", None, error, psycopg.Error, connection_invalidated=broken
         ) from error
@@ -934,6 +936,8 @@ def _lock_parameters(environment_id: str, partitions_: Sequence[PartitionKey]) -
 
 @functools.cache
 def _native_partition_lock() -> tuple[NativeStatement, dict[str, Any]]:
+    """:func:`_partition_lock` compiled once for the driver, and the values of the constants
+    SQLAlchemy made parameters of (the lock's own parameters are the caller's)."""
     dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
     compiled = _partition_lock("postgresql").compile(dialect=dialect)
     constants = compiled.construct_params(_lock_parameters("", []))

@@ -230,7 +230,7 @@ class SqlUnitOfWorkFactory:
         done (SQLite, or switched off)."""
         if not self.at_once or self.database.driver is None:
             return None
-        with _unavailable_as_503(), journal_keys(), driver_errors():  # the latter: connecting
+        with _unavailable_as_503(), journal_keys(), driver_errors():  # errors connecting
             async with self.database.driver.connection() as driver:
                 with driver_errors(driver):
                     return await decide(driver)
