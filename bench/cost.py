@@ -10,12 +10,19 @@ alternating runs of this command (``PYTHONPATH=<other checkout>/src`` serves the
 version).
 
 ``BENCH_WORKLOAD=bulk`` posts on-hand bulk calls of 512 events at random products of 10,000
-instead (4 clients; figures per event), as ``bulk_ingest`` does.
+instead (4 clients; figures per event), as ``bulk_ingest`` does; ``BENCH_WORKLOAD=spread``
+consumes at random products of 10,000, each allocated at a 4-level path, as ``spread_consume``
+does; ``BENCH_WORKLOAD=trivial`` posts the same consumes to ``trivial_post``'s app, which
+parses the body and answers (its CPU per request is what any endpoint pays before its own
+work: the HTTP server, the framework, the load generator's share aside).
 
 ``BENCH_CLIENTS``, ``BENCH_SECONDS``, ``BENCH_RUNS`` and ``BENCH_WORKERS`` (server processes)
 change the defaults; ``BENCH_PYSPY=1`` also records each server process with py-spy (200 Hz,
 raw stacks in ``bench/results/pyspy-<pid>.txt``; py-spy is not installed by the project:
 ``pip install py-spy``); ``BENCH_PYSPY=native`` records C frames too (libpq, system calls).
+py-spy samples without pausing the processes (``--nonblocking``): paused 200 times a second,
+a process under load answers late and its batches shrink (1.2 consumes instead of 8 at 32
+clients), which is not the process measured without it.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -39,8 +47,20 @@ from bench.harness import (
     postgresql_database,
     ringfence_server,
     sqlalchemy_url,
+    trivial_server,
 )
-from bench.workloads import BULK_EVENTS, HOT_PATH, Bench, hot_wrk, onhand_wrk, setup
+from bench.workloads import (
+    BULK_EVENTS,
+    HOT_PATH,
+    SPREAD_PATH,
+    SPREAD_PRODUCTS,
+    Bench,
+    consume_rest,
+    hot_wrk,
+    onhand_wrk,
+    operations_wrk,
+    setup,
+)
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -126,8 +146,21 @@ def hot_product(
     return bench, product
 
 
+def spread_products(database: str, server: Server, seconds: float, environment: str) -> Bench:
+    """``server``'s bench in a new ``environment``, with :data:`SPREAD_PRODUCTS` products
+    allocated at :data:`~bench.workloads.SPREAD_PATH`, as ``spread_consume`` sets them up."""
+    bench = hot_product(database, server, seconds, environment)[0]
+    stock = 10**6
+    setup(bench, {f"sp-{n}": (stock, SPREAD_PATH, stock) for n in range(1, SPREAD_PRODUCTS + 1)})
+    bench.vacuum()
+    return bench
+
+
 def main() -> None:
-    bulk = os.environ.get("BENCH_WORKLOAD", "hot") == "bulk"
+    workload = os.environ.get("BENCH_WORKLOAD", "hot")
+    if workload not in ("hot", "bulk", "spread", "trivial"):
+        raise SystemExit(f"BENCH_WORKLOAD is hot, bulk, spread or trivial, not {workload!r}")
+    bulk = workload == "bulk"
     clients = int(os.environ.get("BENCH_CLIENTS", "4" if bulk else "64"))
     seconds = float(os.environ.get("BENCH_SECONDS", "6"))
     runs = int(os.environ.get("BENCH_RUNS", "1"))
@@ -137,14 +170,31 @@ def main() -> None:
     with postgresql_database("cost") as database:
         url = sqlalchemy_url(database)
         cli(url, "db", "upgrade")
-        with ringfence_server(url, workers=processes) as server:
-            bench, product = hot_product(database, server, seconds, "cost")
+        with ringfence_server(url, workers=processes) as ringfence, ExitStack() as stack:
+            if workload in ("spread", "trivial"):
+                bench, product = spread_products(database, ringfence, seconds, "cost"), ""
+            else:
+                bench, product = hot_product(database, ringfence, seconds, "cost")
+            server = ringfence
+            if workload == "trivial":
+                server = stack.enter_context(trivial_server(workers=processes))
             events = BULK_EVENTS if bulk else 1
 
             def load(seconds: float) -> Run:
                 if bulk:
                     return onhand_wrk(
                         server.url, bench.environment, bench.token, events, clients, seconds
+                    )
+                if workload in ("spread", "trivial"):
+                    return operations_wrk(
+                        server.url,
+                        path=f"{bench.api}/allocation/consume",
+                        token=bench.token,
+                        clients=clients,
+                        seconds=seconds,
+                        products=SPREAD_PRODUCTS,
+                        product_prefix="sp-",
+                        rest=consume_rest(SPREAD_PATH),
                     )
                 return hot_wrk(
                     server.url, bench.environment, bench.token, product, clients, seconds
@@ -159,7 +209,8 @@ def main() -> None:
                 spies = [
                     subprocess.Popen(
                         [
-                            *(_pyspy(), "record", *native, "-r", "200", "-f", "raw"),
+                            *(_pyspy(), "record", "--nonblocking", *native),
+                            *("-r", "200", "-f", "raw"),
                             *("-p", str(pid)),
                             *("-d", str(int(seconds)), "-o", str(RESULTS / f"pyspy-{pid}.txt")),
                         ],
@@ -184,7 +235,7 @@ def main() -> None:
                         {
                             "clients": clients,
                             "workers": processes,
-                            "workload": "bulk" if bulk else "hot",
+                            "workload": workload,
                             "ops_per_s": round(run.ops_per_s * events),
                             "p50_ms": run.p50_ms,
                             "p99_ms": run.p99_ms,
@@ -193,7 +244,7 @@ def main() -> None:
                             "of_which_kernel_us": round(kernel / done * 1e6),
                             "postgresql_cpu_us_per_op": round(postgresql / done * 1e6),
                             "ops_per_commit": round(done / max(commits, 1), 1),
-                            "one_process": _batches(server.url),
+                            "one_process": _batches(server.url) if server is ringfence else {},
                         }
                     )
                     + "\n"

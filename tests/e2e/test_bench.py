@@ -134,3 +134,39 @@ def test_a_unit_of_work_is_measured_against_the_bare_driver() -> None:
         "bare driver",
     ] * 2
     assert all(float(line.split(": ")[1].split()[0]) > 0 for line in lines), lines
+
+
+@pytest.mark.parametrize("workload", ["hot", "trivial"])
+def test_the_cpu_per_operation_is_measured_from_the_processes_counters(workload: str) -> None:
+    """``python -m bench.cost``: server and PostgreSQL CPU per acknowledged operation, from
+    ``/proc``; Ringfence's batch figures from ``/metrics`` (none for ``trivial_post``)."""
+    require_postgresql()
+    require_tools()
+
+    done = _bench(
+        "bench.cost",
+        BENCH_WORKLOAD=workload,
+        BENCH_SECONDS="1",
+        BENCH_CLIENTS="4",
+        BENCH_WORKERS="1",
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    [line] = done.stdout.splitlines()
+    figures = json.loads(line)
+    assert figures["workload"] == workload
+    assert figures["ops_per_s"] > 0
+    assert set(figures["statuses"]) == {"200"}
+    assert figures["server_cpu_us_per_op"] > 0
+    if workload == "hot":
+        assert figures["postgresql_cpu_us_per_op"] > 0
+        assert figures["one_process"]["batch_size_mean"] >= 1
+    else:
+        assert figures["one_process"] == {}
+
+
+def test_an_unknown_cost_workload_is_refused() -> None:
+    done = _bench("bench.cost", BENCH_WORKLOAD="cold")
+
+    assert done.returncode != 0
+    assert "BENCH_WORKLOAD is hot, bulk, spread or trivial" in done.stderr
