@@ -20,9 +20,8 @@ work: the HTTP server, the framework, the load generator's share aside).
 change the defaults; ``BENCH_PYSPY=1`` also records each server process with py-spy (200 Hz,
 raw stacks in ``bench/results/pyspy-<pid>.txt``; py-spy is not installed by the project:
 ``pip install py-spy``); ``BENCH_PYSPY=native`` records C frames too (libpq, system calls).
-py-spy samples without pausing the processes (``--nonblocking``): paused 200 times a second,
-a process under load answers late and its batches shrink (1.2 consumes instead of 8 at 32
-clients), which is not the process measured without it.
+py-spy samples without pausing the processes (``--nonblocking``); it still takes CPU from
+the same cores, so a recorded run's shares are its figures, not its rate.
 """
 
 from __future__ import annotations
