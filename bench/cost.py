@@ -59,6 +59,7 @@ from bench.workloads import (
     onhand_wrk,
     operations_wrk,
     setup,
+    setup_spread,
 )
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -146,11 +147,10 @@ def hot_product(
 
 
 def spread_products(database: str, server: Server, seconds: float, environment: str) -> Bench:
-    """``server``'s bench in a new ``environment``, with :data:`SPREAD_PRODUCTS` products
-    allocated at :data:`~bench.workloads.SPREAD_PATH`, as ``spread_consume`` sets them up."""
+    """``server``'s bench in a new ``environment``, its products set up as ``spread_consume``
+    sets them up (:func:`~bench.workloads.setup_spread`)."""
     bench = hot_product(database, server, seconds, environment)[0]
-    stock = 10**6
-    setup(bench, {f"sp-{n}": (stock, SPREAD_PATH, stock) for n in range(1, SPREAD_PRODUCTS + 1)})
+    setup_spread(bench)
     bench.vacuum()
     return bench
 
@@ -170,9 +170,9 @@ def main() -> None:
         url = sqlalchemy_url(database)
         cli(url, "db", "upgrade")
         with ringfence_server(url, workers=processes) as ringfence, ExitStack() as stack:
-            if workload in ("spread", "trivial"):
+            if workload == "spread":
                 bench, product = spread_products(database, ringfence, seconds, "cost"), ""
-            else:
+            else:  # trivial_post reads no stock: its bench needs only a token
                 bench, product = hot_product(database, ringfence, seconds, "cost")
             server = ringfence
             if workload == "trivial":

@@ -367,11 +367,17 @@ SPREAD_PRODUCTS = 10_000
 SPREAD_PATH = {"channel": "Web", "customerGroup": "VIP", "region": "West", "orderType": "Sales"}
 
 
+def setup_spread(bench: Bench) -> None:
+    """:data:`SPREAD_PRODUCTS` products ``sp-1``, ``sp-2``, ..., each with 10^6 units in stock,
+    all allocated at :data:`SPREAD_PATH`."""
+    stock = 10**6
+    setup(bench, {f"sp-{n}": (stock, SPREAD_PATH, stock) for n in range(1, SPREAD_PRODUCTS + 1)})
+
+
 def spread_consume(bench: Bench, clients: int = 64) -> Result:
     """10,000 products, each allocated at a 4-level path; consumes land on random products."""
     bench.use("spread")
-    stock = 10**6
-    setup(bench, {f"sp-{n}": (stock, SPREAD_PATH, stock) for n in range(1, SPREAD_PRODUCTS + 1)})
+    setup_spread(bench)
     runs: list[Run] = []
     baselines: list[Run] = []
     tags: list[str] = []
