@@ -8,7 +8,8 @@ Modes (each writes its report, a JSON object, to ``REPORT_PATH``):
 - ``open``: open-loop POSTs at ``rate`` per second for ``seconds``; latency is measured from when
   each request was *due*, so a stalled server cannot hide its queue (no coordinated omission).
   With ``warmup_seconds``, the schedule starts that much earlier and those requests are not
-  counted.
+  counted. ``due_s`` holds when each counted request was due (seconds from the start, in the
+  order of ``latencies_ms``).
 - ``serial``: one client, one request after another (idle latency, query latency).
 
 ``burst`` and ``open`` also report the client's own CPU time (``cpu_seconds``) over their
@@ -21,12 +22,12 @@ The client shares the machine's cores with the server it measures, so it is kept
 event loop, keep-alive HTTP/1.1 connections on asyncio protocols, each request's head built
 once, and answers parsed by httptools (both are uvicorn's own, installed with the project).
 
-It runs with Python's cyclic garbage collector switched off, as ``timeit`` times code: a
-measuring instrument must not pause. With it on, an open loop of 3,900 requests/s paused the
-client for about 100 ms every few seconds (full collections over its growing heap of tasks),
-and every request due meanwhile was counted late: p99 84 ms against 22 ms without, for the
-same server. What a run allocates is freed by reference counting (finished requests' tasks
-are not kept), so memory stays bounded without it.
+A measuring instrument must not pause. The open loop once kept a task for every request it
+sent, and Python's cyclic garbage collector, walking that growing heap, paused the client for
+about 100 ms every few seconds at 3,900 requests/s; every request due meanwhile was counted
+late (p99 84 ms against 22 ms with the collector off, for the same server). Finished requests'
+tasks are now freed at once, and the client runs with the collector off besides, as ``timeit``
+times code: what a run allocates is freed by reference counting, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -168,6 +169,7 @@ async def open_loop(options: dict[str, Any]) -> dict[str, Any]:
     warmup = int(rate * options.get("warmup_seconds", 0.0))
     bodies = _bodies(options)
     latencies: list[float] = []
+    dues: list[float] = []
     statuses: dict[str, int] = {}
     http = _Client(options, options.get("connections", 256))
     await http.connect(options.get("connections", 256))
@@ -177,6 +179,7 @@ async def open_loop(options: dict[str, Any]) -> dict[str, Any]:
         if counted:
             statuses[status] = statuses.get(status, 0) + 1
             latencies.append((time.perf_counter() - due) * 1000)
+            dues.append(due - started)
 
     begun = time.perf_counter()
     started, cpu = begun + warmup / rate, 0.0
@@ -194,7 +197,13 @@ async def open_loop(options: dict[str, Any]) -> dict[str, Any]:
     await asyncio.gather(*pending)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     http.close()
-    return {"latencies_ms": latencies, "seconds": elapsed, "statuses": statuses, "cpu_seconds": cpu}
+    return {
+        "latencies_ms": latencies,
+        "due_s": dues,
+        "seconds": elapsed,
+        "statuses": statuses,
+        "cpu_seconds": cpu,
+    }
 
 
 async def serial(options: dict[str, Any]) -> dict[str, Any]:

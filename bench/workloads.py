@@ -454,7 +454,7 @@ def flash_sale(bench: Bench, hot_rate: float) -> Result:
             tag=bench.tag(),
             total=FLASH_REQUESTS,
             concurrency=FLASH_CONCURRENCY,
-            body=_consume_body(product),
+            body=consume_body(product),
         )
         answers = sorted(report["answers"])
         client_busy.append(round(report["cpu_seconds"] / report["seconds"], 2))
@@ -823,7 +823,7 @@ async def _sqlite_setup(database: str, product: str) -> None:
 # -- latency --------------------------------------------------------------------------------
 
 
-def _consume_body(product: str) -> dict[str, Any]:
+def consume_body(product: str) -> dict[str, Any]:
     return {
         "id": "{id}",
         "organizationId": ORGANIZATION,
@@ -860,7 +860,7 @@ def latency_loaded(bench: Bench, max_rate: float) -> Result:
             # The steady state is measured: the first requests to an environment and product
             # the servers have not served load its configuration and read its token.
             warmup_seconds=LATENCY_WARMUP_S,
-            body=_consume_body(product),
+            body=consume_body(product),
         )
         run = summary(report["latencies_ms"], report["seconds"])
         runs.append(Run(run.ops_per_s, run.p50_ms, run.p99_ms, run.requests, report["statuses"]))
@@ -899,7 +899,7 @@ def latency_idle(bench: Bench, uncoalesced: Server) -> Result:
                 tag=bench.tag(),
                 requests=bench.scale(40, 1000),
                 warmup=20,
-                body=_consume_body(product),
+                body=consume_body(product),
             )
             into.append(summary(report["latencies_ms"], report["seconds"]))
     run, baseline = median_run(runs), median_run(baselines)

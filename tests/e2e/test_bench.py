@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench.trace import windows
 from sqlalchemy import make_url
 
 from tests.conftest import IN_CI, POSTGRESQL_ADMIN_URL, require_postgresql
@@ -170,3 +171,32 @@ def test_an_unknown_cost_workload_is_refused() -> None:
 
     assert done.returncode != 0
     assert "BENCH_WORKLOAD is hot, bulk, spread or trivial" in done.stderr
+
+
+def test_an_open_loop_is_traced_window_by_window() -> None:
+    """``python -m bench.trace``: the run's p50 and p99, then every window in order, each
+    request counted in the window it was due in."""
+    require_postgresql()
+    require_tools()
+
+    done = _bench(
+        "bench.trace",
+        BENCH_RATE="200",
+        BENCH_SECONDS="1",
+        BENCH_WINDOW_MS="250",
+        BENCH_WORKERS="1",
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    head, *rows = done.stdout.splitlines()
+    assert head.startswith("200 requests at 200/s over 1 s: p50 ")
+    assert "{'200': 200}" in head
+    assert [row.split()[0] for row in rows] == ["0.00", "0.25", "0.50", "0.75"]
+    assert sum(int(row.split()[2]) for row in rows) == 200
+
+
+def test_windows_group_latencies_by_when_each_request_was_due() -> None:
+    # In the order answers came, not the order requests were due.
+    found = windows([100.0, 5.0, 9.0, 7.0], [0.3, 0.05, 0.74, 0.2], 0.25)
+
+    assert found == [(0.0, 2, 6.0, 7.0), (0.25, 1, 100.0, 100.0), (0.5, 1, 9.0, 9.0)]
