@@ -22,13 +22,12 @@ from collections import defaultdict
 from bench.cost import hot_product
 from bench.harness import (
     cli,
-    client,
     percentile,
     postgresql_database,
     ringfence_server,
     sqlalchemy_url,
 )
-from bench.workloads import LATENCY_WARMUP_S, consume_body
+from bench.workloads import open_loop_consumes
 
 
 def windows(
@@ -55,17 +54,7 @@ def main() -> None:
         cli(url, "db", "upgrade")
         with ringfence_server(url, workers=processes) as server:
             bench, product = hot_product(database, server, seconds, "trace")
-            report = client(
-                "open",
-                url=server.url,
-                token=bench.token,
-                path=f"{bench.api}/allocation/consume",
-                tag=bench.tag(),
-                rate=rate,
-                seconds=seconds,
-                warmup_seconds=LATENCY_WARMUP_S,
-                body=consume_body(product),
-            )
+            report = open_loop_consumes(bench, product, rate)
     latencies, dues = report["latencies_ms"], report["due_s"]
     p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
     out = sys.stdout

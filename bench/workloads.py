@@ -839,6 +839,24 @@ LATENCY_WARMUP_S = 0.5
 """How long each open-loop run sends at its rate before its requests are counted."""
 
 
+def open_loop_consumes(bench: Bench, product: str, rate: float) -> dict[str, Any]:
+    """:mod:`bench.client`'s open loop: consumes of 1 of ``product`` at ``rate`` per second
+    for ``bench.seconds`` (after :data:`LATENCY_WARMUP_S` uncounted); its report."""
+    return client(
+        "open",
+        url=bench.ringfence.url,
+        token=bench.token,
+        path=f"{bench.api}/allocation/consume",
+        tag=bench.tag(),
+        rate=rate,
+        seconds=bench.seconds,
+        # The steady state is measured: the first requests to an environment and product the
+        # servers have not served load its configuration and read its token.
+        warmup_seconds=LATENCY_WARMUP_S,
+        body=consume_body(product),
+    )
+
+
 def latency_loaded(bench: Bench, max_rate: float) -> Result:
     """hot_consume at 70% of the rate it reached: the tail must stay near the median."""
     bench.use("latency-loaded")
@@ -849,19 +867,7 @@ def latency_loaded(bench: Bench, max_rate: float) -> Result:
         product = f"lat-{bench.tag()}"
         setup(bench, {product: (10**9, HOT_PATH, 10**9)})
         bench.vacuum()
-        report = client(
-            "open",
-            url=bench.ringfence.url,
-            token=bench.token,
-            path=f"{bench.api}/allocation/consume",
-            tag=bench.tag(),
-            rate=rate,
-            seconds=bench.seconds,
-            # The steady state is measured: the first requests to an environment and product
-            # the servers have not served load its configuration and read its token.
-            warmup_seconds=LATENCY_WARMUP_S,
-            body=consume_body(product),
-        )
+        report = open_loop_consumes(bench, product, rate)
         run = summary(report["latencies_ms"], report["seconds"])
         runs.append(Run(run.ops_per_s, run.p50_ms, run.p99_ms, run.requests, report["statuses"]))
         client_busy.append(round(report["cpu_seconds"] / report["seconds"], 2))
